@@ -30,12 +30,14 @@ class Config:
     epochs: int = 20                   # the paper's 20 passes
     batch_size: int = 32
     optimizer: str = "adam"            # the paper used stochastic diagonal Levenberg-Marquardt
-    schedule: str = "paper"            # paper: 5e-4 x2, 2e-4 x3, 1e-4 x3, 5e-5 x4, 1e-5 after
-    learning_rate: float = 1e-3        # first rate; 'paper' scales the paper's rates by learning_rate/5e-4
+    # 'cosine' from 2e-3 measured better than the paper's schedule with Adam (README);
+    # 'paper': 5e-4 x2, 2e-4 x3, 1e-4 x3, 5e-5 x4, 1e-5 after, scaled by learning_rate/5e-4.
+    schedule: str = "cosine"
+    learning_rate: float = 2e-3        # first rate of the schedule
     distort: bool = False              # random affine distortions of training images (paper's best)
     # Quantization-aware fine-tuning
-    qat_epochs: int = 2
-    qat_learning_rate: float = 1e-5
+    qat_epochs: int = 1
+    qat_learning_rate: float = 1e-5    # low: QAT adapts to int8 rounding without drifting from float
     calibration_size: int = 500        # training images for the converter's representative set
     # Outputs
     run_dir: str = "runs/default"

@@ -513,6 +513,7 @@ def write_bundle(directory: str | os.PathLike, files: dict[str, bytes], manifest
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.new."))
     old = None
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the bundle is for everyone to read
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

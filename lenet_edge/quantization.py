@@ -95,6 +95,14 @@ class RangeQuantizer(Quantizer):
         self.ema_decay = float(ema_decay)
 
     def build(self, tensor_shape, name, layer):
+        # tfmot names every post-activation range 'post_activation'; the RBF has three,
+        # and HDF5 saving needs unique weight names.
+        existing = {w.name.split("/")[-1].split(":")[0] for w in layer.weights}
+        base, k = name, 1
+        while f"{name}_min" in existing:
+            k += 1
+            name = f"{base}_{k}"
+
         def var(suffix, value, dtype=tf.float32):
             return layer.add_weight(f"{name}_{suffix}", shape=(), dtype=dtype, trainable=False,
                                     initializer=keras.initializers.Constant(value))

@@ -23,6 +23,9 @@ import lenet_edge
 from lenet_edge.config import Config, load_config
 
 
+POST_TRAINING_FIELDS = ("qat_epochs", "qat_learning_rate", "calibration_size", "export_dir")
+
+
 def evaluate_classes(predictions: np.ndarray, labels: np.ndarray) -> dict:
     """Test error, per-class error and the confusion matrix (rows: true, columns: predicted)."""
     confusion = np.zeros((10, 10), np.int64)
@@ -57,9 +60,11 @@ def train_and_evaluate(config: Config, resume: bool = False, verbose: int = 1) -
     saved = run_dir / "config.json"
     if resume and saved.exists():
         previous = json.loads(saved.read_text())
-        if previous != json.loads(config.to_json()):
-            changed = sorted(k for k in previous if previous.get(k) != dataclasses.asdict(config).get(k))
-            raise ValueError(f"--resume with a different config than the run in {run_dir} "
+        current = dataclasses.asdict(config)
+        # QAT/export settings may change on resume (a finished float run can be re-quantized).
+        changed = sorted(k for k in current if k not in POST_TRAINING_FIELDS and previous.get(k) != current[k])
+        if changed:
+            raise ValueError(f"--resume with a different float-training config than the run in {run_dir} "
                              f"(fields {changed}); use the same flags, or a new --run-dir")
     training.atomic_write_text(saved, config.to_json() + "\n")
 
@@ -133,7 +138,7 @@ def quantize_export_verify(model, data, x_train, y_train, config: Config, run_di
                             "train_error": 100.0 * (1.0 - float(logs["accuracy"][-1])), "val_error": val})
         if not np.isfinite(logs["loss"][-1]):
             raise training.TrainingDiverged("QAT loss became NaN/inf; lower --qat-learning-rate")
-    training.atomic_save_model(qat, run_dir / "model_qat.keras")
+    training.atomic_save_model(qat, run_dir / "model_qat.h5")
     training.atomic_write_text(run_dir / "qat_history.json", json.dumps(qat_history, indent=1) + "\n")
     qat_test = evaluate_classes(predict_classes(qat.predict(data.x_test, batch_size=1000, verbose=0)), data.y_test)
     qat_seconds = time.perf_counter() - t0
@@ -152,7 +157,7 @@ def quantize_export_verify(model, data, x_train, y_train, config: Config, run_di
              "model_settings.h": export.model_settings_file(int8_bytes),
              "op_resolver.h": export.op_resolver_file(int8_bytes),
              "arena_size.h": export.arena_size_file(result["arena"])}
-    for name, path in ((verify.KERAS_FLOAT, run_dir / "model_float.keras"), (verify.KERAS_QAT, run_dir / "model_qat.keras")):
+    for name, path in ((verify.KERAS_FLOAT, run_dir / "model_float.keras"), (verify.KERAS_QAT, run_dir / "model_qat.h5")):
         files[name] = path.read_bytes()
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()

@@ -111,10 +111,15 @@ def atomic_save_model(model: keras.Model, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    # The .keras format has no include_optimizer=False: detach the optimizer so the
+    # file holds the model only (a third of the size; training state lives in checkpoints).
+    optimizer = getattr(model, "optimizer", None)
+    model.optimizer = None
     try:
-        model.save(tmp, include_optimizer=False)
+        model.save(tmp)
         os.replace(tmp, path)
     finally:
+        model.optimizer = optimizer
         if tmp.exists():
             tmp.unlink()
 

@@ -31,7 +31,7 @@ TARGET_ARENA_BYTES = 10 * 1024    # measured TFLM arena target (10 KiB)
 INT8_MODEL = "lenet5_int8.tflite"
 FLOAT_MODEL = "lenet5_float.tflite"
 KERAS_FLOAT = "keras_float.keras"
-KERAS_QAT = "keras_qat.keras"
+KERAS_QAT = "keras_qat.h5"  # tfmot QAT models reload reliably only from HDF5
 
 
 class BundleError(RuntimeError):

@@ -41,7 +41,7 @@ def test_cli_rejects_bad_flags_before_any_work(tmp_path, capsys):
 
 
 def test_paper_schedule():
-    c = Config(learning_rate=5e-4)
+    c = Config(schedule="paper", learning_rate=5e-4)
     assert [c.learning_rate_at(e) for e in range(14)] == [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 2
 
 
