@@ -37,7 +37,7 @@ class Config:
     distort: bool = False              # random affine distortions of training images (paper's best)
     # Quantization-aware fine-tuning
     qat_epochs: int = 1
-    qat_learning_rate: float = 1e-5    # low: QAT adapts to int8 rounding without drifting from float
+    qat_learning_rate: float = 2e-6    # low: QAT adapts to int8 rounding without drifting from float (README)
     calibration_size: int = 500        # training images for the converter's representative set
     # Outputs
     run_dir: str = "runs/default"

@@ -23,7 +23,9 @@ import lenet_edge
 from lenet_edge.config import Config, load_config
 
 
-POST_TRAINING_FIELDS = ("qat_epochs", "qat_learning_rate", "calibration_size", "export_dir")
+# Fields that do not change float training: they may differ on --resume (re-quantize a finished
+# run, or resume a run directory that was moved).
+POST_TRAINING_FIELDS = ("qat_epochs", "qat_learning_rate", "calibration_size", "export_dir", "run_dir")
 
 
 def evaluate_classes(predictions: np.ndarray, labels: np.ndarray) -> dict:

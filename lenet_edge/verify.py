@@ -203,6 +203,8 @@ def verify_bundle(bundle: Path, data_dir=None, verbose: bool = True, write: bool
     keras_float = keras_qat = None
     if (bundle / KERAS_FLOAT).exists():
         import tf_keras as keras
+
+        import lenet_edge.model  # noqa: F401  (registers the custom layers for deserialization)
         keras_float = keras.models.load_model(bundle / KERAS_FLOAT, compile=False)
     if (bundle / KERAS_QAT).exists():
         from lenet_edge.quantization import load_qat_model

@@ -199,3 +199,14 @@ def test_committed_bundle_matches_manifest_and_its_report(mnist):
     tflm_check = manifest["parity"]["checks"][0]
     assert tflm_check["ok"], "committed bundle misses the TFLM error target"
     assert f"| int8 TFLite Micro | {claimed['test_error']:.2f}% | {errors} |" in (bundle / "report.md").read_text()
+
+
+def test_verify_cli_on_the_committed_bundle_in_a_fresh_process():
+    """`python -m lenet_edge.verify export` as a user runs it: loads the Keras models, passes."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "lenet_edge.verify", str(ROOT / "export"), "--no-write"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "All parity checks passed." in proc.stdout
+    assert "| int8 TFLite Micro |" in proc.stdout
