@@ -148,13 +148,6 @@ class Checkpointer:
         for old in sorted(self.root.glob("epoch-*"))[:-self.KEEP]:
             shutil.rmtree(old, ignore_errors=True)
 
-    def latest_state(self) -> dict | None:
-        marker = self.root / "latest"
-        if not marker.exists():
-            return None
-        directory = self.root / marker.read_text().strip()
-        return json.loads((directory / "state.json").read_text())
-
     def restore_latest(self) -> dict | None:
         """Restores model and optimizer from the newest checkpoint; returns its state or None."""
         marker = self.root / "latest"
