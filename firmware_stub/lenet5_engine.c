@@ -1,0 +1,362 @@
+// lenet5_engine.c - TFLite Micro's reference integer arithmetic for the lenet_edge graph.
+//
+// Each function names the TFLM / gemmlowp routine whose arithmetic it repeats
+// (tensorflow/lite/kernels/internal/reference/integer_ops/*.h, common.h,
+// gemmlowp fixedpoint/fixedpoint.h). The build is TFLM's default
+// double-rounding MultiplyByQuantizedMultiplier (TFLITE_SINGLE_ROUNDING=0).
+// Signed wrap-around that TFLM's C++ relies on is written with unsigned casts,
+// so the sanitizer build reports nothing that is intended.
+#include "lenet5_engine.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lenet5_engine_params.h"
+
+// ------------------------------------------------------------ fixed-point helpers
+static int32_t wrap_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+static int32_t wrap_sub(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }
+static int32_t wrap_shl(int32_t x, int s) { return (int32_t)((uint32_t)x << s); }
+
+// gemmlowp::SaturatingRoundingDoublingHighMul (int32).
+static int32_t sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
+  if (a == b && a == INT32_MIN) return INT32_MAX;
+  const int64_t ab = (int64_t)a * (int64_t)b;
+  const int64_t nudge = ab >= 0 ? (INT64_C(1) << 30) : (1 - (INT64_C(1) << 30));
+  return (int32_t)((ab + nudge) / (INT64_C(1) << 31));
+}
+
+// gemmlowp::RoundingDivideByPOT (rounding arithmetic right shift; ties away from zero).
+static int32_t rounding_divide_by_pot(int32_t x, int exponent) {
+  const int32_t mask = (int32_t)((INT64_C(1) << exponent) - 1);
+  const int32_t remainder = x & mask;
+  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+// gemmlowp::SaturatingRoundingMultiplyByPOT<exponent> for exponent > 0.
+static int32_t saturating_shl(int32_t x, int exponent) {
+  const int32_t threshold = (int32_t)((INT64_C(1) << (31 - exponent)) - 1);
+  if (x > threshold) return INT32_MAX;
+  if (x < -threshold) return INT32_MIN;
+  return wrap_shl(x, exponent);
+}
+
+// tflite::MultiplyByQuantizedMultiplier (double rounding), shift > 0 is a left shift.
+static int32_t multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
+  const int left_shift = shift > 0 ? shift : 0;
+  const int right_shift = shift > 0 ? 0 : -shift;
+  return rounding_divide_by_pot(sat_rounding_doubling_high_mul(wrap_shl(x, left_shift), multiplier),
+                                right_shift);
+}
+
+static int8_t clamp_int8(int32_t v) {
+  return (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+}
+
+// ------------------------------------------------------------ gemmlowp::tanh
+// Raw int32 fixed-point values; FixedPoint<int32, n> has n integer bits.
+
+// gemmlowp::RoundingHalfSum (int32).
+static int32_t rounding_half_sum(int32_t a, int32_t b) {
+  const int64_t sum = (int64_t)a + (int64_t)b;
+  const int64_t sign = sum >= 0 ? 1 : -1;
+  return (int32_t)((sum + sign) / 2);
+}
+
+// exp(x) for x in [-1/4, 0), Q0.31 in and out.
+static int32_t exp_on_interval_between_negative_one_quarter_and_0_excl(int32_t a) {
+  const int32_t constant_term = 1895147668;     // exp(-1/8)
+  const int32_t constant_1_over_3 = 715827883;  // 1/3
+  const int32_t x = wrap_add(a, INT32_C(1) << 28);  // a + 1/8
+  const int32_t x2 = sat_rounding_doubling_high_mul(x, x);
+  const int32_t x3 = sat_rounding_doubling_high_mul(x2, x);
+  const int32_t x4 = sat_rounding_doubling_high_mul(x2, x2);
+  const int32_t x4_over_4 = rounding_divide_by_pot(x4, 2);
+  const int32_t poly = rounding_divide_by_pot(
+      wrap_add(sat_rounding_doubling_high_mul(wrap_add(x4_over_4, x3), constant_1_over_3), x2), 1);
+  return wrap_add(constant_term, sat_rounding_doubling_high_mul(constant_term, wrap_add(x, poly)));
+}
+
+// exp(x) for x <= 0; input FixedPoint<int32, 5> (the doubled tanh argument), output Q0.31.
+static int32_t exp_on_negative_values_5(int32_t a) {
+  enum { kIntegerBits = 5, kFractionalBits = 31 - kIntegerBits };
+  static const int32_t kMultipliers[7] = {  // exp(-2^e) for e = -2 .. 4, Q0.31
+      1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
+  const int32_t one_quarter = INT32_C(1) << (kFractionalBits - 2);
+  const int32_t mask = one_quarter - 1;
+  const int32_t a_mod_quarter_minus_one_quarter = wrap_sub(a & mask, one_quarter);
+  int32_t result = exp_on_interval_between_negative_one_quarter_and_0_excl(
+      saturating_shl(a_mod_quarter_minus_one_quarter, kIntegerBits));  // Rescale<0>
+  const int32_t remainder = wrap_sub(a_mod_quarter_minus_one_quarter, a);
+  for (int e = -2; e <= 4; ++e) {  // the barrel shifter: every e < kIntegerBits
+    if (remainder & (INT32_C(1) << (kFractionalBits + e))) {
+      result = sat_rounding_doubling_high_mul(result, kMultipliers[e + 2]);
+    }
+  }
+  // kIntegerBits == 5: no clamp below -32 (gemmlowp applies it only above 5 integer bits).
+  return a == 0 ? INT32_MAX : result;
+}
+
+// (1 - x) / (1 + x) for x in (0, 1), Q0.31; Newton-Raphson division in FixedPoint<int32, 2>.
+static int32_t one_minus_x_over_one_plus_x_for_x_in_0_1(int32_t a) {
+  const int32_t one_f2 = INT32_C(1) << 29;
+  const int32_t half_denominator = rounding_half_sum(a, INT32_MAX);
+  int32_t x = wrap_add(1515870810, sat_rounding_doubling_high_mul(half_denominator, -1010580540));
+  for (int i = 0; i < 3; ++i) {
+    const int32_t half_denominator_times_x = sat_rounding_doubling_high_mul(half_denominator, x);
+    const int32_t one_minus = wrap_sub(one_f2, half_denominator_times_x);
+    x = wrap_add(x, saturating_shl(sat_rounding_doubling_high_mul(x, one_minus), 2));  // Rescale<2> of F4
+  }
+  return saturating_shl(wrap_sub(x, one_f2), 2);  // Rescale<0> of F2
+}
+
+// gemmlowp::tanh for FixedPoint<int32, 4> input; Q0.31 output.
+static int32_t fixed_tanh_4(int32_t a) {
+  const int negative = a < 0;
+  const int32_t n = negative ? a : wrap_sub(0, a);
+  // neg_tanh_on_negative_values: ExactMulByPot<1> reinterprets the raw value with 5 integer bits.
+  const int32_t t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values_5(n));
+  if (a == 0) return 0;
+  return negative ? wrap_sub(0, t) : t;
+}
+
+// reference_integer_ops::Tanh (int8), one element.
+int8_t lenet5_engine_tanh_int8(int8_t q, int32_t zero_point, int32_t radius, int32_t multiplier,
+                               int32_t shift) {
+  const int32_t input = (int32_t)q - zero_point;
+  if (input <= -radius) return INT8_MIN;
+  if (input >= radius) return INT8_MAX;
+  const int32_t input_in_q4 = multiply_by_quantized_multiplier(input, multiplier, (int)shift);
+  const int32_t output_in_q0 = fixed_tanh_4(input_in_q4);
+  return clamp_int8(rounding_divide_by_pot(output_in_q0, 31 - 7));
+}
+
+// ------------------------------------------------------------ state
+enum { kTanhC1, kTanhS2, kTanhC3, kTanhS4, kTanhC5, kTanhF6 };
+
+static int8_t s_arena[LENET5_ENGINE_ARENA_BYTES];
+static int8_t s_tanh[LENET5_ENGINE_TANH_TABLES][256];  // indexed by (uint8_t)(q + 128)
+
+static void build_tanh_table(int8_t table[256], int32_t zero_point, int32_t radius, int32_t multiplier,
+                             int32_t shift) {
+  for (int q = -128; q <= 127; ++q) {
+    table[q + 128] = lenet5_engine_tanh_int8((int8_t)q, zero_point, radius, multiplier, shift);
+  }
+}
+
+void lenet5_engine_init(void) {
+  build_tanh_table(s_tanh[kTanhC1], LENET5_C1_TANH_ZERO_POINT, LENET5_C1_TANH_RADIUS,
+                   LENET5_C1_TANH_MULTIPLIER, LENET5_C1_TANH_SHIFT);
+  build_tanh_table(s_tanh[kTanhS2], LENET5_S2_TANH_ZERO_POINT, LENET5_S2_TANH_RADIUS,
+                   LENET5_S2_TANH_MULTIPLIER, LENET5_S2_TANH_SHIFT);
+  build_tanh_table(s_tanh[kTanhC3], LENET5_C3_TANH_ZERO_POINT, LENET5_C3_TANH_RADIUS,
+                   LENET5_C3_TANH_MULTIPLIER, LENET5_C3_TANH_SHIFT);
+  build_tanh_table(s_tanh[kTanhS4], LENET5_S4_TANH_ZERO_POINT, LENET5_S4_TANH_RADIUS,
+                   LENET5_S4_TANH_MULTIPLIER, LENET5_S4_TANH_SHIFT);
+  build_tanh_table(s_tanh[kTanhC5], LENET5_C5_TANH_ZERO_POINT, LENET5_C5_TANH_RADIUS,
+                   LENET5_C5_TANH_MULTIPLIER, LENET5_C5_TANH_SHIFT);
+  build_tanh_table(s_tanh[kTanhF6], LENET5_F6_TANH_ZERO_POINT, LENET5_F6_TANH_RADIUS,
+                   LENET5_F6_TANH_MULTIPLIER, LENET5_F6_TANH_SHIFT);
+}
+
+int8_t *lenet5_engine_input(void) { return s_arena; }
+
+// ------------------------------------------------------------ layers
+// A linear op's int8 output goes straight through its TANH table: TFLM runs TANH
+// as a separate op on that same int8 tensor, so the result is identical.
+static int8_t requantize_tanh(int32_t acc, int32_t multiplier, int shift, int32_t output_offset,
+                              const int8_t table[256]) {
+  const int32_t q = multiply_by_quantized_multiplier(acc, multiplier, shift) + output_offset;
+  return table[(uint8_t)(clamp_int8(q) + 128)];
+}
+
+// Activations between layers are kept planar ([map][row][column]) so the inner
+// loops run along a row; TFLM's NHWC order matters only where C5 flattens S4,
+// which S4 therefore writes as NHWC. Integer sums are exact, so the order of
+// the additions and splitting sum(w * (x + offset)) into sum(w * x) + offset *
+// sum(w) change nothing.
+#define MAX_ROW 32
+
+struct conv_layer {
+  int in_h, in_w, in_c, out_h, out_w, out_c, k;
+  int32_t input_offset, output_offset;
+  const int8_t *weights;       // per output map: [maps it reads][k][k]
+  const uint8_t *in_count;     // how many input maps each output map reads
+  const uint8_t *in_maps;      // which ones (C3: the paper's connection table)
+  const int32_t *bias, *multiplier;
+  const int8_t *shift;
+  const int8_t *tanh;
+};
+
+// reference_integer_ops::ConvPerChannel, VALID padding, stride 1; planar in and out.
+// Skipping the weights the connection table fixes at zero leaves every sum unchanged.
+static void conv_valid(const struct conv_layer *l, const int8_t *in, int8_t *out) {
+  const int8_t *w_map = l->weights;
+  const uint8_t *maps = l->in_maps;
+  const int plane = l->in_h * l->in_w, kk = l->k * l->k;
+  for (int oc = 0; oc < l->out_c; ++oc) {
+    const int n = l->in_count[oc];
+    int32_t wsum = 0;
+    for (int i = 0; i < n * kk; ++i) wsum += w_map[i];
+    const int32_t bias = l->bias[oc] + l->input_offset * wsum;
+    for (int y = 0; y < l->out_h; ++y) {
+      int32_t acc[MAX_ROW] = {0};
+      for (int j = 0; j < n; ++j) {
+        const int8_t *src_plane = in + maps[j] * plane;
+        const int8_t *w = w_map + j * kk;
+        for (int ky = 0; ky < l->k; ++ky) {
+          const int8_t *row = src_plane + (y + ky) * l->in_w;
+          for (int kx = 0; kx < l->k; ++kx) {
+            const int32_t wv = w[ky * l->k + kx];
+            const int8_t *s = row + kx;
+            for (int x = 0; x < l->out_w; ++x) acc[x] += wv * s[x];
+          }
+        }
+      }
+      int8_t *dst = out + (oc * l->out_h + y) * l->out_w;
+      for (int x = 0; x < l->out_w; ++x) {
+        dst[x] = requantize_tanh(acc[x] + bias, l->multiplier[oc], l->shift[oc], l->output_offset, l->tanh);
+      }
+    }
+    w_map += kk * n;
+    maps += n;
+  }
+}
+
+struct subsampling_layer {
+  int in_w, c, out_h, out_w;
+  int32_t input_offset, output_offset;
+  const int8_t *weights;  // [2][2][c]
+  const int32_t *bias, *multiplier;
+  const int8_t *shift;
+  const int8_t *tanh;
+};
+
+// reference_integer_ops::DepthwiseConvPerChannel, 2x2 kernel, stride 2, VALID;
+// planar input. Planar output may be written in place over the input: output
+// element i is written after the inputs it needs, and all later outputs read
+// input elements at index > i. NHWC output (for C5) goes to a separate buffer.
+static void subsample(const struct subsampling_layer *l, const int8_t *in, int8_t *out, int nhwc_out) {
+  const int in_plane = 2 * l->out_h * l->in_w;
+  for (int c = 0; c < l->c; ++c) {
+    const int32_t w00 = l->weights[c], w01 = l->weights[l->c + c];
+    const int32_t w10 = l->weights[2 * l->c + c], w11 = l->weights[3 * l->c + c];
+    const int32_t bias = l->bias[c] + l->input_offset * (w00 + w01 + w10 + w11);
+    for (int y = 0; y < l->out_h; ++y) {
+      const int8_t *r0 = in + c * in_plane + 2 * y * l->in_w, *r1 = r0 + l->in_w;
+      for (int x = 0; x < l->out_w; ++x) {
+        const int32_t acc = w00 * r0[2 * x] + w01 * r0[2 * x + 1] + w10 * r1[2 * x] + w11 * r1[2 * x + 1] + bias;
+        const int idx = nhwc_out ? (y * l->out_w + x) * l->c + c : (c * l->out_h + y) * l->out_w + x;
+        out[idx] = requantize_tanh(acc, l->multiplier[c], l->shift[c], l->output_offset, l->tanh);
+      }
+    }
+  }
+}
+
+// reference_integer_ops::FullyConnected, per-tensor weights (zero point 0).
+static void fully_connected(const int8_t *in, int n_in, int n_out, const int8_t *weights,
+                            const int32_t *bias, int32_t input_offset, int32_t multiplier, int shift,
+                            int32_t output_offset, const int8_t *tanh, int8_t *out) {
+  for (int o = 0; o < n_out; ++o) {
+    const int8_t *w = weights + (size_t)o * (size_t)n_in;
+    int32_t acc = 0, wsum = 0;
+    for (int i = 0; i < n_in; ++i) {
+      acc += (int32_t)w[i] * in[i];
+      wsum += w[i];
+    }
+    acc += bias[o] + input_offset * wsum;
+    out[o] = requantize_tanh(acc, multiplier, shift, output_offset, tanh);
+  }
+}
+
+// The RBF output: MUL (F6 by the constant A), SQUARED_DIFFERENCE against the ten
+// prototypes (each int8 difference requantized on its own, as TFLM does), SUM.
+static void rbf(const int8_t *f6, int8_t out[LENET5_ENGINE_CLASSES]) {
+  int32_t scaled[LENET5_RBF_UNITS];
+  for (int j = 0; j < LENET5_RBF_UNITS; ++j) {  // reference_integer_ops::MulElementwise
+    const int32_t a = LENET5_MUL_INPUT1_OFFSET + f6[j];
+    const int32_t b = LENET5_MUL_INPUT2_OFFSET + LENET5_MUL_CONSTANT;
+    const int32_t m = LENET5_MUL_OUTPUT_OFFSET +
+                      multiply_by_quantized_multiplier(a * b, LENET5_MUL_MULTIPLIER, LENET5_MUL_SHIFT);
+    // SquaredDifference's first operand, already offset, shifted and rescaled.
+    const int32_t v = (int32_t)clamp_int8(m) + LENET5_SQD_INPUT1_OFFSET;
+    scaled[j] = multiply_by_quantized_multiplier(wrap_shl(v, LENET5_SQD_LEFT_SHIFT),
+                                                 LENET5_SQD_INPUT1_MULTIPLIER, LENET5_SQD_INPUT1_SHIFT);
+  }
+  for (int c = 0; c < LENET5_ENGINE_CLASSES; ++c) {
+    const int8_t *proto = g_lenet5_rbf_prototypes + c * LENET5_RBF_UNITS;
+    int32_t sum = 0;
+    for (int j = 0; j < LENET5_RBF_UNITS; ++j) {  // micro/kernels/squared_difference.cc
+      const int32_t p = wrap_shl(LENET5_SQD_INPUT2_OFFSET + proto[j], LENET5_SQD_LEFT_SHIFT);
+      const int32_t diff = wrap_sub(scaled[j], multiply_by_quantized_multiplier(
+                                                   p, LENET5_SQD_INPUT2_MULTIPLIER, LENET5_SQD_INPUT2_SHIFT));
+      const int32_t sq = (int32_t)((uint32_t)diff * (uint32_t)diff);
+      const int32_t d = multiply_by_quantized_multiplier(sq, LENET5_SQD_OUTPUT_MULTIPLIER,
+                                                         LENET5_SQD_OUTPUT_SHIFT) + LENET5_SQD_OUTPUT_OFFSET;
+      sum += clamp_int8(d);
+    }
+    // reference_ops::QuantizedMeanOrSum, compute_sum = true.
+    const int32_t shifted = sum - LENET5_SUM_INPUT_ZERO_POINT * LENET5_SUM_COUNT;
+    out[c] = clamp_int8(multiply_by_quantized_multiplier(shifted, LENET5_SUM_MULTIPLIER, LENET5_SUM_SHIFT) +
+                        LENET5_SUM_OUTPUT_ZERO_POINT);
+  }
+}
+
+// ------------------------------------------------------------ the network
+// Activation buffer plan (bytes of s_arena):
+//   input [0, 1024)  C1 -> [1024, 5728)  S2 -> [1024, 2200) in place  C3 -> [2200, 3800)
+//   S4 -> [3800, 4200) (NHWC)  C5 -> [0, 120)  F6 -> [120, 204)
+#define OFF_IN 0
+#define OFF_C1 LENET5_ENGINE_INPUT_SIZE
+#define OFF_C3 (OFF_C1 + LENET5_S2_OUT_H * LENET5_S2_OUT_W * LENET5_S2_OUT_C)
+#define OFF_S4 (OFF_C3 + LENET5_C3_OUT_H * LENET5_C3_OUT_W * LENET5_C3_OUT_C)
+#define OFF_C5 0
+#define OFF_F6 (OFF_C5 + LENET5_C5_OUT)
+_Static_assert(OFF_S4 + LENET5_C5_IN <= LENET5_ENGINE_ARENA_BYTES, "S4 output does not fit the arena");
+_Static_assert(OFF_F6 + LENET5_F6_OUT <= OFF_C3, "C5/F6 outputs must not overlap S4's output");
+_Static_assert(LENET5_C1_IN_C == 1 && LENET5_C1_IN_H == LENET5_ENGINE_INPUT_H, "C1 reads the input image");
+_Static_assert(LENET5_C5_IN == LENET5_S4_OUT_H * LENET5_S4_OUT_W * LENET5_S4_OUT_C, "C5 reads all of S4");
+_Static_assert(LENET5_C1_OUT_W <= MAX_ROW && LENET5_C3_OUT_W <= MAX_ROW, "row accumulator too small");
+
+static const struct conv_layer kC1 = {
+    LENET5_C1_IN_H, LENET5_C1_IN_W, LENET5_C1_IN_C, LENET5_C1_OUT_H, LENET5_C1_OUT_W, LENET5_C1_OUT_C,
+    LENET5_C1_K, LENET5_C1_INPUT_OFFSET, LENET5_C1_OUTPUT_OFFSET, g_lenet5_c1_weights,
+    g_lenet5_c1_in_count, g_lenet5_c1_in_maps, g_lenet5_c1_bias, g_lenet5_c1_multiplier,
+    g_lenet5_c1_shift, s_tanh[kTanhC1]};
+static const struct conv_layer kC3 = {
+    LENET5_C3_IN_H, LENET5_C3_IN_W, LENET5_C3_IN_C, LENET5_C3_OUT_H, LENET5_C3_OUT_W, LENET5_C3_OUT_C,
+    LENET5_C3_K, LENET5_C3_INPUT_OFFSET, LENET5_C3_OUTPUT_OFFSET, g_lenet5_c3_weights,
+    g_lenet5_c3_in_count, g_lenet5_c3_in_maps, g_lenet5_c3_bias, g_lenet5_c3_multiplier,
+    g_lenet5_c3_shift, s_tanh[kTanhC3]};
+static const struct subsampling_layer kS2 = {
+    LENET5_S2_IN_W, LENET5_S2_OUT_C, LENET5_S2_OUT_H, LENET5_S2_OUT_W, LENET5_S2_INPUT_OFFSET,
+    LENET5_S2_OUTPUT_OFFSET, g_lenet5_s2_weights, g_lenet5_s2_bias, g_lenet5_s2_multiplier,
+    g_lenet5_s2_shift, s_tanh[kTanhS2]};
+static const struct subsampling_layer kS4 = {
+    LENET5_S4_IN_W, LENET5_S4_OUT_C, LENET5_S4_OUT_H, LENET5_S4_OUT_W, LENET5_S4_INPUT_OFFSET,
+    LENET5_S4_OUTPUT_OFFSET, g_lenet5_s4_weights, g_lenet5_s4_bias, g_lenet5_s4_multiplier,
+    g_lenet5_s4_shift, s_tanh[kTanhS4]};
+
+void lenet5_engine_invoke(int8_t output[LENET5_ENGINE_CLASSES]) {
+  int8_t *a = s_arena;
+  conv_valid(&kC1, a + OFF_IN, a + OFF_C1);
+  subsample(&kS2, a + OFF_C1, a + OFF_C1, 0);
+  conv_valid(&kC3, a + OFF_C1, a + OFF_C3);
+  subsample(&kS4, a + OFF_C3, a + OFF_S4, 1);
+  fully_connected(a + OFF_S4, LENET5_C5_IN, LENET5_C5_OUT, g_lenet5_c5_weights, g_lenet5_c5_bias,
+                  LENET5_C5_INPUT_OFFSET, LENET5_C5_MULTIPLIER, LENET5_C5_SHIFT, LENET5_C5_OUTPUT_OFFSET,
+                  s_tanh[kTanhC5], a + OFF_C5);
+  fully_connected(a + OFF_C5, LENET5_F6_IN, LENET5_F6_OUT, g_lenet5_f6_weights, g_lenet5_f6_bias,
+                  LENET5_F6_INPUT_OFFSET, LENET5_F6_MULTIPLIER, LENET5_F6_SHIFT, LENET5_F6_OUTPUT_OFFSET,
+                  s_tanh[kTanhF6], a + OFF_F6);
+  rbf(a + OFF_F6, output);
+}
+
+int lenet5_engine_argmin(const int8_t output[LENET5_ENGINE_CLASSES]) {
+  int best = 0;
+  for (int c = 1; c < LENET5_ENGINE_CLASSES; ++c) {
+    if (output[c] < output[best]) best = c;
+  }
+  return best;
+}
