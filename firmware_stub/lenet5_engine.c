@@ -176,8 +176,6 @@ static int8_t requantize_tanh(int32_t acc, int32_t multiplier, int shift, int32_
 // which S4 therefore writes as NHWC. Integer sums are exact, so the order of
 // the additions and splitting sum(w * (x + offset)) into sum(w * x) + offset *
 // sum(w) change nothing.
-#define MAX_ROW 32
-
 struct conv_layer {
   int in_h, in_w, in_c, out_h, out_w, out_c, k;
   int32_t input_offset, output_offset;
@@ -189,35 +187,51 @@ struct conv_layer {
   const int8_t *tanh;
 };
 
+// One output row of one map, four columns at a time (accumulators stay in registers).
+// Reads src[x .. x + 7] of each input row: in range, as in_w = out_w + 4.
+#define CONV_K 5
+static void conv_row(const struct conv_layer *l, const int8_t *in, const int8_t *w_map, const uint8_t *maps,
+                     int n, int y, int32_t bias, int oc, int8_t *dst) {
+  const int plane = l->in_h * l->in_w;
+  // Blocks of four columns; when out_w is not a multiple of four, the last block
+  // overlaps the one before it and writes a few columns twice with equal values.
+  for (int xb = 0; xb < l->out_w; xb += 4) {
+    const int x = xb + 4 <= l->out_w ? xb : l->out_w - 4;
+    int32_t a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+    for (int j = 0; j < n; ++j) {
+      const int8_t *src = in + maps[j] * plane + y * l->in_w + x;
+      const int8_t *w = w_map + j * CONV_K * CONV_K;
+      for (int ky = 0; ky < CONV_K; ++ky, src += l->in_w, w += CONV_K) {
+        // Eight inputs feed the four outputs through the five taps of this kernel row.
+        const int32_t s0 = src[0], s1 = src[1], s2 = src[2], s3 = src[3];
+        const int32_t s4 = src[4], s5 = src[5], s6 = src[6], s7 = src[7];
+        const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4];
+        a0 += w0 * s0 + w1 * s1 + w2 * s2 + w3 * s3 + w4 * s4;
+        a1 += w0 * s1 + w1 * s2 + w2 * s3 + w3 * s4 + w4 * s5;
+        a2 += w0 * s2 + w1 * s3 + w2 * s4 + w3 * s5 + w4 * s6;
+        a3 += w0 * s3 + w1 * s4 + w2 * s5 + w3 * s6 + w4 * s7;
+      }
+    }
+    dst[x] = requantize_tanh(a0, l->multiplier[oc], l->shift[oc], l->output_offset, l->tanh);
+    dst[x + 1] = requantize_tanh(a1, l->multiplier[oc], l->shift[oc], l->output_offset, l->tanh);
+    dst[x + 2] = requantize_tanh(a2, l->multiplier[oc], l->shift[oc], l->output_offset, l->tanh);
+    dst[x + 3] = requantize_tanh(a3, l->multiplier[oc], l->shift[oc], l->output_offset, l->tanh);
+  }
+}
+
 // reference_integer_ops::ConvPerChannel, VALID padding, stride 1; planar in and out.
 // Skipping the weights the connection table fixes at zero leaves every sum unchanged.
 static void conv_valid(const struct conv_layer *l, const int8_t *in, int8_t *out) {
   const int8_t *w_map = l->weights;
   const uint8_t *maps = l->in_maps;
-  const int plane = l->in_h * l->in_w, kk = l->k * l->k;
+  const int kk = CONV_K * CONV_K;
   for (int oc = 0; oc < l->out_c; ++oc) {
     const int n = l->in_count[oc];
     int32_t wsum = 0;
     for (int i = 0; i < n * kk; ++i) wsum += w_map[i];
     const int32_t bias = l->bias[oc] + l->input_offset * wsum;
     for (int y = 0; y < l->out_h; ++y) {
-      int32_t acc[MAX_ROW] = {0};
-      for (int j = 0; j < n; ++j) {
-        const int8_t *src_plane = in + maps[j] * plane;
-        const int8_t *w = w_map + j * kk;
-        for (int ky = 0; ky < l->k; ++ky) {
-          const int8_t *row = src_plane + (y + ky) * l->in_w;
-          for (int kx = 0; kx < l->k; ++kx) {
-            const int32_t wv = w[ky * l->k + kx];
-            const int8_t *s = row + kx;
-            for (int x = 0; x < l->out_w; ++x) acc[x] += wv * s[x];
-          }
-        }
-      }
-      int8_t *dst = out + (oc * l->out_h + y) * l->out_w;
-      for (int x = 0; x < l->out_w; ++x) {
-        dst[x] = requantize_tanh(acc[x] + bias, l->multiplier[oc], l->shift[oc], l->output_offset, l->tanh);
-      }
+      conv_row(l, in, w_map, maps, n, y, bias, oc, out + (oc * l->out_h + y) * l->out_w);
     }
     w_map += kk * n;
     maps += n;
@@ -317,7 +331,8 @@ _Static_assert(OFF_S4 + LENET5_C5_IN <= LENET5_ENGINE_ARENA_BYTES, "S4 output do
 _Static_assert(OFF_F6 + LENET5_F6_OUT <= OFF_C3, "C5/F6 outputs must not overlap S4's output");
 _Static_assert(LENET5_C1_IN_C == 1 && LENET5_C1_IN_H == LENET5_ENGINE_INPUT_H, "C1 reads the input image");
 _Static_assert(LENET5_C5_IN == LENET5_S4_OUT_H * LENET5_S4_OUT_W * LENET5_S4_OUT_C, "C5 reads all of S4");
-_Static_assert(LENET5_C1_OUT_W <= MAX_ROW && LENET5_C3_OUT_W <= MAX_ROW, "row accumulator too small");
+_Static_assert(LENET5_C1_K == CONV_K && LENET5_C3_K == CONV_K, "the convolutions are 5x5");
+_Static_assert(LENET5_C1_OUT_W >= 4 && LENET5_C3_OUT_W >= 4, "conv_row works on blocks of four columns");
 
 static const struct conv_layer kC1 = {
     LENET5_C1_IN_H, LENET5_C1_IN_W, LENET5_C1_IN_C, LENET5_C1_OUT_H, LENET5_C1_OUT_W, LENET5_C1_OUT_C,
