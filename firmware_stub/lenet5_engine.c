@@ -187,12 +187,64 @@ struct conv_layer {
   const int8_t *tanh;
 };
 
+#if defined(__SSE2__) && !defined(LENET5_ENGINE_PORTABLE)
+#include <emmintrin.h>
+#define LENET5_ENGINE_SSE2 1
+// x86 hosts: eight columns at a time with SSE2 16-bit multiply-adds (pmaddwd),
+// the same integer sums as the portable loop below. It loads 16 input bytes per
+// row, up to 3 bytes past the last input map (inside s_arena, see the buffer
+// plan); lanes use bytes 0..11 of each load only, all within the input row.
+// Columns x + t .. x + t + 7 as int16, from columns x .. x + 15 in lo, hi (t a constant).
+#define TAPS(lo, hi, t) _mm_or_si128(_mm_srli_si128((lo), 2 * (t)), _mm_slli_si128((hi), 16 - 2 * (t)))
+
+// Two taps' weights, as the int16 pair each pmaddwd lane multiplies.
+static __m128i weight_pair(int8_t w0, int8_t w1) {
+  return _mm_set1_epi32((int32_t)(((uint32_t)(uint16_t)(int16_t)w1 << 16) | (uint16_t)(int16_t)w0));
+}
+
+static void conv_row8_sse2(const int8_t *in, int plane, int in_w, const int8_t *w_map, const uint8_t *maps,
+                           int n, int y, int x, int32_t bias, int32_t out[8]) {
+  __m128i acc_lo = _mm_set1_epi32(bias), acc_hi = acc_lo;
+  for (int j = 0; j < n; ++j) {
+    const int8_t *src = in + maps[j] * plane + y * in_w + x;
+    const int8_t *w = w_map + j * 25;
+    for (int ky = 0; ky < 5; ++ky, src += in_w, w += 5) {
+      const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)src);
+      const __m128i lo = _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8);
+      const __m128i hi = _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8);
+      const __m128i t1 = TAPS(lo, hi, 1), t2 = TAPS(lo, hi, 2), t3 = TAPS(lo, hi, 3), t4 = TAPS(lo, hi, 4);
+      const __m128i w01 = weight_pair(w[0], w[1]), w23 = weight_pair(w[2], w[3]), w4 = weight_pair(w[4], 0);
+      const __m128i zero = _mm_setzero_si128();
+      acc_lo = _mm_add_epi32(acc_lo, _mm_madd_epi16(_mm_unpacklo_epi16(lo, t1), w01));
+      acc_hi = _mm_add_epi32(acc_hi, _mm_madd_epi16(_mm_unpackhi_epi16(lo, t1), w01));
+      acc_lo = _mm_add_epi32(acc_lo, _mm_madd_epi16(_mm_unpacklo_epi16(t2, t3), w23));
+      acc_hi = _mm_add_epi32(acc_hi, _mm_madd_epi16(_mm_unpackhi_epi16(t2, t3), w23));
+      acc_lo = _mm_add_epi32(acc_lo, _mm_madd_epi16(_mm_unpacklo_epi16(t4, zero), w4));
+      acc_hi = _mm_add_epi32(acc_hi, _mm_madd_epi16(_mm_unpackhi_epi16(t4, zero), w4));
+    }
+  }
+  _mm_storeu_si128((__m128i *)(void *)out, acc_lo);
+  _mm_storeu_si128((__m128i *)(void *)(out + 4), acc_hi);
+}
+#endif
+
 // One output row of one map, four columns at a time (accumulators stay in registers).
 // Reads src[x .. x + 7] of each input row: in range, as in_w = out_w + 4.
 #define CONV_K 5
 static void conv_row(const struct conv_layer *l, const int8_t *in, const int8_t *w_map, const uint8_t *maps,
                      int n, int y, int32_t bias, int oc, int8_t *dst) {
   const int plane = l->in_h * l->in_w;
+#ifdef LENET5_ENGINE_SSE2
+  for (int xb = 0; xb < l->out_w; xb += 8) {
+    const int x = xb + 8 <= l->out_w ? xb : l->out_w - 8;
+    int32_t acc[8];
+    conv_row8_sse2(in, plane, l->in_w, w_map, maps, n, y, x, bias, acc);
+    for (int i = 0; i < 8; ++i) {
+      dst[x + i] = requantize_tanh(acc[i], l->multiplier[oc], l->shift[oc], l->output_offset, l->tanh);
+    }
+  }
+  return;
+#endif
   // Blocks of four columns; when out_w is not a multiple of four, the last block
   // overlaps the one before it and writes a few columns twice with equal values.
   for (int xb = 0; xb < l->out_w; xb += 4) {
@@ -332,7 +384,10 @@ _Static_assert(OFF_F6 + LENET5_F6_OUT <= OFF_C3, "C5/F6 outputs must not overlap
 _Static_assert(LENET5_C1_IN_C == 1 && LENET5_C1_IN_H == LENET5_ENGINE_INPUT_H, "C1 reads the input image");
 _Static_assert(LENET5_C5_IN == LENET5_S4_OUT_H * LENET5_S4_OUT_W * LENET5_S4_OUT_C, "C5 reads all of S4");
 _Static_assert(LENET5_C1_K == CONV_K && LENET5_C3_K == CONV_K, "the convolutions are 5x5");
-_Static_assert(LENET5_C1_OUT_W >= 4 && LENET5_C3_OUT_W >= 4, "conv_row works on blocks of four columns");
+_Static_assert(LENET5_C1_OUT_W >= 8 && LENET5_C3_OUT_W >= 8, "conv_row works on blocks of eight (SSE2) or four columns");
+// conv_row8_sse2 loads up to 3 bytes past each convolution's input; they must lie in s_arena.
+_Static_assert(OFF_C1 + LENET5_S2_OUT_H * LENET5_S2_OUT_W * LENET5_S2_OUT_C + 3 <= LENET5_ENGINE_ARENA_BYTES &&
+               OFF_IN + LENET5_ENGINE_INPUT_SIZE + 3 <= LENET5_ENGINE_ARENA_BYTES, "SSE2 over-read room");
 
 static const struct conv_layer kC1 = {
     LENET5_C1_IN_H, LENET5_C1_IN_W, LENET5_C1_IN_C, LENET5_C1_OUT_H, LENET5_C1_OUT_W, LENET5_C1_OUT_C,
