@@ -121,7 +121,7 @@ def quantize_export_verify(model, data, x_train, y_train, config: Config, run_di
 
     import tf_keras as keras
 
-    from lenet_edge import export, training, verify
+    from lenet_edge import cengine, export, firmware, training, verify
     from lenet_edge.model import ArgminAccuracy, MapLoss, predict_classes
     from lenet_edge.quantization import quantize_model
 
@@ -158,7 +158,8 @@ def quantize_export_verify(model, data, x_train, y_train, config: Config, run_di
              **export.model_data_files(int8_bytes),
              "model_settings.h": export.model_settings_file(int8_bytes),
              "op_resolver.h": export.op_resolver_file(int8_bytes),
-             "arena_size.h": export.arena_size_file(result["arena"])}
+             "arena_size.h": export.arena_size_file(result["arena"]),
+             **cengine.bundle_engine_files(int8_bytes, data.x_test, data.y_test)}
     for name, path in ((verify.KERAS_FLOAT, run_dir / "model_float.keras"), (verify.KERAS_QAT, run_dir / "model_qat.h5")):
         files[name] = path.read_bytes()
     try:
@@ -183,6 +184,21 @@ def quantize_export_verify(model, data, x_train, y_train, config: Config, run_di
     if not result["ok"]:
         missed = "; ".join(c["check"] for c in result["checks"] if not c["ok"])
         print(f"WARNING: parity/size targets missed: {missed} (see {bundle}/report.md)", file=sys.stderr)
+    # The C firmware on the emulated Cortex-M4: sizes, stack, outputs vs TFLM (into report.md).
+    missing = firmware.missing_tools()
+    if missing:
+        print(f"Firmware not built: {', '.join(missing)} missing; {firmware.SETUP_HINT}, then run "
+              f"`python -m lenet_edge.firmware report {bundle}`", file=sys.stderr)
+        return out
+    try:
+        fw = firmware.size_report(bundle)
+    except firmware.FirmwareError as e:
+        print(f"WARNING: firmware build/run failed: {e}", file=sys.stderr)
+        return out
+    firmware.record_size_report(bundle, fw)
+    out["firmware"] = {k: v for k, v in fw.items() if k != "stack_frames"}
+    if verbose:
+        print("\n" + firmware.format_size_report(fw))
     return out
 
 

@@ -181,9 +181,10 @@ def format_report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def record_in_bundle(bundle: Path, manifest: dict, result: dict, report_prefix: str = "") -> None:
+def record_in_bundle(bundle: Path, manifest: dict, result: dict, report_prefix: str = "",
+                     report_suffix: str = "") -> None:
     """Writes report.md and the parity figures into manifest.json (each atomically)."""
-    report = report_prefix + format_report(result)
+    report = report_prefix + format_report(result) + (("\n\n" + report_suffix) if report_suffix else "")
     atomic_write(bundle / "report.md", report)
     manifest = dict(manifest)
     manifest["parity"] = {k: result[k] for k in ("rows", "checks", "arena", "int8_bytes", "ok", "images")}
@@ -214,13 +215,15 @@ def verify_bundle(bundle: Path, data_dir=None, verbose: bool = True, write: bool
     if verbose:
         print(format_report(result))
     if write:
-        prefix = ""
+        prefix = suffix = ""
         report_path = bundle / "report.md"
         if report_path.exists():
             text = report_path.read_text()
             marker = "Parity on the "
             prefix = text[:text.index(marker)] if marker in text else ""
-        record_in_bundle(bundle, manifest, result, prefix)
+            firmware_marker = "## Cortex-M4 firmware"  # kept: written by `python -m lenet_edge.firmware report`
+            suffix = text[text.index(firmware_marker):] if firmware_marker in text else ""
+        record_in_bundle(bundle, manifest, result, prefix, suffix)
     return result
 
 

@@ -15,13 +15,23 @@ static uint32_t *s_top;       // stack pointer in board_inference_begin's caller
 static uint32_t s_max_bytes;  // deepest use seen below it
 
 // SysTick counts the 25 MHz processor clock. Under `qemu -icount shift=0` every
-// instruction advances the virtual clock by 1 ns, so one tick is 40 instructions.
+// instruction advances the virtual clock by 1 ns (one tick = 40 instructions);
+// a calibration loop of known length checks that ratio in every run.
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 #define SYSTICK_MAX 0x00FFFFFFu
-static uint32_t s_tick0;
+#define CALIBRATION_LOOPS 1000000u  // two instructions each (subs, bne)
+static uint32_t s_tick0, s_calibration_ticks;
 static uint64_t s_ticks;
+
+// Ticks taken by a loop of known length: instructions per tick, measured, not assumed.
+static uint32_t calibrate(void) {
+  uint32_t n = CALIBRATION_LOOPS;
+  const uint32_t t0 = SYST_CVR;
+  __asm volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc");
+  return (t0 - SYST_CVR) & SYSTICK_MAX;
+}
 
 int image_provider_init(int argc, char **argv) {
   (void)argc;
@@ -35,6 +45,7 @@ void board_init(void) {
   SYST_RVR = SYSTICK_MAX;
   SYST_CVR = 0;
   SYST_CSR = 0x5u;  // enable, processor clock, no interrupt
+  s_calibration_ticks = calibrate();
 }
 
 // A leaf with no stack frame (build/m4/app/board_m4.su says 0 bytes), so the stack
@@ -60,8 +71,9 @@ void board_inference_end(void) {
 void board_report(long images) {
   printf("engine stack high-water mark: %lu bytes over %ld inferences\n", (unsigned long)s_max_bytes, images);
   if (images > 0) {
-    printf("systick: %lu ticks per inference (x40 = instructions under qemu -icount shift=0)\n",
-           (unsigned long)(s_ticks / (uint64_t)images));
+    printf("systick: %lu ticks per inference; calibration: %lu ticks for %lu loop instructions\n",
+           (unsigned long)(s_ticks / (uint64_t)images), (unsigned long)s_calibration_ticks,
+           (unsigned long)(2u * CALIBRATION_LOOPS));
   }
 }
 
