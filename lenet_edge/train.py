@@ -110,6 +110,13 @@ def train_and_evaluate(config: Config, resume: bool = False, verbose: int = 1) -
     if config.qat_epochs or config.export_dir:
         metrics.update(quantize_export_verify(model, data, x_train, y_train, config, run_dir, verbose))
     training.atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    if config.export_dir:  # the int8 pictures need the bundle's model
+        try:
+            from lenet_edge import pictures
+            pictures.write_all(run_dir, Path(config.export_dir), model, data, verbose=bool(verbose))
+        except ImportError as e:
+            print(f"Pictures not drawn ({e}); `pip install -e '.[plots]'`, then "
+                  f"`python -m lenet_edge.pictures --run-dir {run_dir}`", file=sys.stderr)
     if verbose:
         print(f"Run directory: {run_dir} (total {time.perf_counter() - t0:.0f} s)")
     return metrics
