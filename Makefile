@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 
 FW_TOOLS_STAMP := $(VENV)/.firmware-tools
 
-.PHONY: train test test-slow data env clean-env firmware-tools firmware
+.PHONY: train test test-slow data env clean-env firmware-tools firmware bench
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -44,6 +44,10 @@ data: $(STAMP)
 
 train: $(STAMP) $(FW_TOOLS_STAMP)
 	$(PY) -m lenet_edge.train $(ARGS)
+
+# Benchmarks side by side (prints a table, writes runs/bench/bench.json, updates README.md's table).
+bench: $(STAMP) $(FW_TOOLS_STAMP)
+	$(PY) -m lenet_edge.bench --readme README.md $(ARGS)
 
 test: $(STAMP) $(FW_TOOLS_STAMP)
 	$(PY) -m lenet_edge.data
