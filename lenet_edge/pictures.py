@@ -96,10 +96,14 @@ def confusion_plot(m: np.ndarray, title: str, path: Path) -> None:
     _save(fig, path)
 
 
+MAX_MISCLASSIFIED_SHOWN = 192
+
+
 def misclassified_plot(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, title: str,
                        path: Path) -> None:
     plt = _plt()
-    wrong = np.flatnonzero(labels != predicted)
+    all_wrong = np.flatnonzero(labels != predicted)
+    wrong = all_wrong[:MAX_MISCLASSIFIED_SHOWN]
     cols = 12
     rows = max(1, int(np.ceil(len(wrong) / cols)))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.0, rows * 1.2 + 0.6), squeeze=False)
@@ -108,8 +112,11 @@ def misclassified_plot(images: np.ndarray, labels: np.ndarray, predicted: np.nda
     for ax, i in zip(axes.ravel(), wrong):
         ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
         ax.set_title(f"{labels[i]}->{predicted[i]}", fontsize=9)
-    fig.suptitle(f"{title}: {len(wrong)} misclassified test digits (true->predicted)")
-    fig.tight_layout()
+    shown = (f"{len(wrong)} misclassified test digits" if len(wrong) == len(all_wrong) else
+             f"the first {len(wrong)} of {len(all_wrong)} misclassified test digits")
+    fig.suptitle(f"{title}: {shown} (true->predicted)")
+    height = rows * 1.2 + 0.6
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))  # room for the title above the first row
     _save(fig, path)
 
 
