@@ -145,19 +145,17 @@ static void build_tanh_table(int8_t table[256], int32_t zero_point, int32_t radi
   }
 }
 
+#define BUILD_TANH_TABLE(L)                                                                  \
+  build_tanh_table(s_tanh[kTanh##L], LENET5_##L##_TANH_ZERO_POINT, LENET5_##L##_TANH_RADIUS, \
+                   LENET5_##L##_TANH_MULTIPLIER, LENET5_##L##_TANH_SHIFT)
+
 void lenet5_engine_init(void) {
-  build_tanh_table(s_tanh[kTanhC1], LENET5_C1_TANH_ZERO_POINT, LENET5_C1_TANH_RADIUS,
-                   LENET5_C1_TANH_MULTIPLIER, LENET5_C1_TANH_SHIFT);
-  build_tanh_table(s_tanh[kTanhS2], LENET5_S2_TANH_ZERO_POINT, LENET5_S2_TANH_RADIUS,
-                   LENET5_S2_TANH_MULTIPLIER, LENET5_S2_TANH_SHIFT);
-  build_tanh_table(s_tanh[kTanhC3], LENET5_C3_TANH_ZERO_POINT, LENET5_C3_TANH_RADIUS,
-                   LENET5_C3_TANH_MULTIPLIER, LENET5_C3_TANH_SHIFT);
-  build_tanh_table(s_tanh[kTanhS4], LENET5_S4_TANH_ZERO_POINT, LENET5_S4_TANH_RADIUS,
-                   LENET5_S4_TANH_MULTIPLIER, LENET5_S4_TANH_SHIFT);
-  build_tanh_table(s_tanh[kTanhC5], LENET5_C5_TANH_ZERO_POINT, LENET5_C5_TANH_RADIUS,
-                   LENET5_C5_TANH_MULTIPLIER, LENET5_C5_TANH_SHIFT);
-  build_tanh_table(s_tanh[kTanhF6], LENET5_F6_TANH_ZERO_POINT, LENET5_F6_TANH_RADIUS,
-                   LENET5_F6_TANH_MULTIPLIER, LENET5_F6_TANH_SHIFT);
+  BUILD_TANH_TABLE(C1);
+  BUILD_TANH_TABLE(S2);
+  BUILD_TANH_TABLE(C3);
+  BUILD_TANH_TABLE(S4);
+  BUILD_TANH_TABLE(C5);
+  BUILD_TANH_TABLE(F6);
 }
 
 int8_t *lenet5_engine_input(void) { return s_arena; }

@@ -298,7 +298,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true", help="report: print only, leave the bundle as it is")
     args = ap.parse_args(argv)
     bundle = Path(args.bundle)
+    from lenet_edge import verify
     try:
+        verify.check_bundle(bundle)
         if args.command == "check":
             return 0 if check_host(bundle, args.data_dir)["ok"] else 1
         report = size_report(bundle)
@@ -307,7 +309,7 @@ def main(argv=None) -> int:
             record_size_report(bundle, report)
             print(f"written into {bundle / 'report.md'} and {bundle / 'manifest.json'}")
         return 0 if report["targets"]["flash_ok"] and report["targets"]["ram_ok"] else 1
-    except FirmwareError as e:
+    except (FirmwareError, verify.BundleError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
