@@ -282,8 +282,9 @@ def engine_files(model_bytes: bytes) -> dict[str, bytes]:
             define(f"{pre}_SHIFT", layer["shift"])
             array("int8_t", f"g_lenet5_{lo}_weights", layer["weights"])
         else:
-            define(f"{pre}_IN_H", ins[1]), define(f"{pre}_IN_W", ins[2]), define(f"{pre}_IN_C", ins[3])
-            define(f"{pre}_OUT_H", outs[1]), define(f"{pre}_OUT_W", outs[2]), define(f"{pre}_OUT_C", outs[3])
+            for suffix, value in (("IN_H", ins[1]), ("IN_W", ins[2]), ("IN_C", ins[3]),
+                                  ("OUT_H", outs[1]), ("OUT_W", outs[2]), ("OUT_C", outs[3])):
+                define(f"{pre}_{suffix}", value)
             define(f"{pre}_K", layer["kernel"][0])
             array("int32_t", f"g_lenet5_{lo}_multiplier", layer["multiplier"], 8)
             array("int8_t", f"g_lenet5_{lo}_shift", layer["shift"])
