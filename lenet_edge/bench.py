@@ -181,7 +181,8 @@ def format_tables(r: dict) -> str:
     t = r["training"]
     lines = [f"Measured by `python -m lenet_edge.bench` on {r['machine']} ({r['date']}); medians of "
              f"{r['rounds']} alternating rounds.", "",
-             "| training throughput (model.fit, Adam, batch 32, CPU) | images/s |", "|---|---:|"]
+             "| training throughput (model.fit, Adam, batch 32, CPU, TF op determinism on as in `make train`) "
+             "| images/s |", "|---|---:|"]
     for name, v in t["images_per_s"].items():
         lines.append(f"| {name} | {v:,.0f} |")
     lines += [f"| ratio faithful / plain | {t['ratio_faithful_to_plain']:.2f} |", "",
