@@ -18,20 +18,22 @@ static int32_t wrap_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (
 static int32_t wrap_sub(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }
 static int32_t wrap_shl(int32_t x, int s) { return (int32_t)((uint32_t)x << s); }
 
-// gemmlowp::SaturatingRoundingDoublingHighMul (int32).
-static int32_t sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
+// gemmlowp::SaturatingRoundingDoublingHighMul (int32). gemmlowp divides (ab + nudge) by
+// 2^31 truncating toward zero, nudge = 2^30 for ab >= 0 and 1 - 2^30 otherwise; for
+// ab < 0 that is ceil((ab + 1 - 2^30) / 2^31) = floor((ab + 2^30) / 2^31), the same
+// expression as for ab >= 0, so one arithmetic shift gives the identical result.
+// tests/fixedpoint_test.c checks this against the literal form.
+static inline int32_t sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
   if (a == b && a == INT32_MIN) return INT32_MAX;
-  const int64_t ab = (int64_t)a * (int64_t)b;
-  const int64_t nudge = ab >= 0 ? (INT64_C(1) << 30) : (1 - (INT64_C(1) << 30));
-  return (int32_t)((ab + nudge) / (INT64_C(1) << 31));
+  return (int32_t)(((int64_t)a * (int64_t)b + (INT64_C(1) << 30)) >> 31);
 }
 
-// gemmlowp::RoundingDivideByPOT (rounding arithmetic right shift; ties away from zero).
-static int32_t rounding_divide_by_pot(int32_t x, int exponent) {
-  const int32_t mask = (int32_t)((INT64_C(1) << exponent) - 1);
-  const int32_t remainder = x & mask;
-  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-  return (x >> exponent) + (remainder > threshold ? 1 : 0);
+// gemmlowp::RoundingDivideByPOT: x / 2^e to nearest, ties away from zero. gemmlowp adds
+// one when the remainder exceeds 2^(e-1) - 1 (x >= 0) or 2^(e-1) (x < 0), which is
+// floor((x + 2^(e-1) - [x < 0]) / 2^e); in 64 bits, so the sum cannot overflow.
+static inline int32_t rounding_divide_by_pot(int32_t x, int exponent) {
+  if (exponent == 0) return x;
+  return (int32_t)(((int64_t)x + (INT64_C(1) << (exponent - 1)) - (x < 0)) >> exponent);
 }
 
 // gemmlowp::SaturatingRoundingMultiplyByPOT<exponent> for exponent > 0.
@@ -43,7 +45,7 @@ static int32_t saturating_shl(int32_t x, int exponent) {
 }
 
 // tflite::MultiplyByQuantizedMultiplier (double rounding), shift > 0 is a left shift.
-static int32_t multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
+static inline int32_t multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
   const int left_shift = shift > 0 ? shift : 0;
   const int right_shift = shift > 0 ? 0 : -shift;
   return rounding_divide_by_pot(sat_rounding_doubling_high_mul(wrap_shl(x, left_shift), multiplier),
@@ -163,7 +165,7 @@ int8_t *lenet5_engine_input(void) { return s_arena; }
 // ------------------------------------------------------------ layers
 // A linear op's int8 output goes straight through its TANH table: TFLM runs TANH
 // as a separate op on that same int8 tensor, so the result is identical.
-static int8_t requantize_tanh(int32_t acc, int32_t multiplier, int shift, int32_t output_offset,
+static inline int8_t requantize_tanh(int32_t acc, int32_t multiplier, int shift, int32_t output_offset,
                               const int8_t table[256]) {
   const int32_t q = multiply_by_quantized_multiplier(acc, multiplier, shift) + output_offset;
   return table[(uint8_t)(clamp_int8(q) + 128)];
@@ -324,12 +326,13 @@ static void fully_connected(const int8_t *in, int n_in, int n_out, const int8_t 
                             int32_t output_offset, const int8_t *tanh, int8_t *out) {
   for (int o = 0; o < n_out; ++o) {
     const int8_t *w = weights + (size_t)o * (size_t)n_in;
-    int32_t acc = 0, wsum = 0;
-    for (int i = 0; i < n_in; ++i) {
-      acc += (int32_t)w[i] * in[i];
-      wsum += w[i];
+    int32_t acc = bias[o];
+    for (int i = 0; i < n_in; ++i) acc += (int32_t)w[i] * in[i];
+    if (input_offset != 0) {  // tanh outputs have zero point 0, so this runs only for other graphs
+      int32_t wsum = 0;
+      for (int i = 0; i < n_in; ++i) wsum += w[i];
+      acc += input_offset * wsum;
     }
-    acc += bias[o] + input_offset * wsum;
     out[o] = requantize_tanh(acc, multiplier, shift, output_offset, tanh);
   }
 }

@@ -1,6 +1,6 @@
 """Build, run and measure the C firmware in firmware_stub/ from Python.
 
-    python -m lenet_edge.firmware check  [BUNDLE]   # host C engine == TFLM on 10,000 test + random inputs
+    python -m lenet_edge.firmware check  [BUNDLE]   # C engine builds == TFLM on 10,000 test + random inputs
     python -m lenet_edge.firmware report [BUNDLE]   # Cortex-M4 build + QEMU run; sizes into the bundle report
 
 The C engine reads its parameters from the bundle (lenet5_engine_params.{h,c},
@@ -93,17 +93,21 @@ def parse_run(text: str) -> dict:
     return out
 
 
+def _qemu_command(elf: Path, args=(), icount: bool = True) -> list[str]:
+    semihosting = ",".join(["enable=on", "target=native", "arg=lenet5_m4", *(f"arg={a}" for a in args)])
+    return ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none",
+            "-semihosting-config", semihosting, *(["-icount", "shift=0"] if icount else []), "-kernel", str(elf)]
+
+
 def run_m4(elf: Path, icount: bool = True, timeout: int = 180) -> dict:
-    """Runs the Cortex-M4 image under QEMU (mps2-an386, semihosting); parses what it prints.
+    """Runs the Cortex-M4 image under QEMU (mps2-an386, semihosting) on its embedded digits.
 
     With icount (-icount shift=0) every instruction advances QEMU's virtual clock
     by 1 ns, so the 25 MHz SysTick counts one tick per 40 instructions; the
     firmware times a loop of known length to measure that ratio.
     """
     _require(["qemu-system-arm"])
-    cmd = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none",
-           "-semihosting-config", "enable=on,target=native", *(["-icount", "shift=0"] if icount else []),
-           "-kernel", str(elf)]
+    cmd = _qemu_command(elf, icount=icount)
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -117,6 +121,23 @@ def run_m4(elf: Path, icount: bool = True, timeout: int = 180) -> dict:
         result["instructions_per_tick"] = per_tick
         result["instructions_per_inference"] = int(round(result["ticks_per_inference"] * per_tick, -2))
     return result
+
+
+def run_m4_images(elf: Path, images_int8: np.ndarray, timeout: int = 600) -> np.ndarray:
+    """The Cortex-M4 build's int8 outputs for raw int8 images (files passed through semihosting)."""
+    _require(["qemu-system-arm"])
+    images = np.ascontiguousarray(images_int8, dtype=np.int8).reshape(-1, INPUT_SIZE)
+    with tempfile.TemporaryDirectory() as tmp:
+        x_path, y_path = Path(tmp) / "images.bin", Path(tmp) / "outputs.bin"
+        images.tofile(x_path)
+        cmd = _qemu_command(elf, ["--images", str(x_path), "--outputs", str(y_path)], icount=False)
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise FirmwareError(f"QEMU did not finish within {timeout} s") from None
+        if r.returncode != 0 or not y_path.exists():
+            raise FirmwareError(f"Cortex-M4 run failed (exit {r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+        return np.fromfile(y_path, dtype=np.int8).reshape(-1, CLASSES)
 
 
 def arm_size(paths: list[Path]) -> dict[str, dict]:
@@ -258,12 +279,13 @@ def throughput(bundle: Path, x_int8: np.ndarray, build_dir: Path, rounds: int = 
 
 
 def check_host(bundle: Path, data_dir=None, verbose: bool = True) -> dict:
-    """Host, portable-C and sanitizer builds vs the tflite_micro runtime on the test set + random inputs."""
+    """Host, portable-C, sanitizer and Cortex-M4 (QEMU) builds vs the tflite_micro runtime on the
+    test set + random inputs."""
     from lenet_edge import export, verify
     from lenet_edge.data import load_mnist
     bundle = Path(bundle)
     model_bytes = (bundle / verify.INT8_MODEL).read_bytes()
-    build_dir = build(["host", "portable", "sanitize"], bundle)
+    build_dir = build(["host", "portable", "sanitize", "m4"], bundle)
     data = load_mnist(data_dir, verbose=False)
     io = export.io_quantization(model_bytes)
     x = np.concatenate([verify.quantize_input(data.x_test, io["input"]["scale"], io["input"]["zero_point"])
@@ -272,15 +294,16 @@ def check_host(bundle: Path, data_dir=None, verbose: bool = True) -> dict:
     result = {"images": len(x), "test_images": len(data.x_test)}
     for name, exe in (("host", build_dir / "host" / "lenet5_host"),
                       ("portable", build_dir / "portable" / "lenet5_host"),
-                      ("sanitize", build_dir / "asan" / "lenet5_host")):
-        out, _ = run_host(exe, x)
+                      ("sanitize", build_dir / "asan" / "lenet5_host"),
+                      ("cortex-m4", build_dir / "m4" / "lenet5_m4.elf")):
+        out = run_m4_images(exe, x) if name == "cortex-m4" else run_host(exe, x)[0]
         same = np.all(out == reference, axis=1)
         result[name] = {"identical": int(same.sum()), "first_difference": int(np.flatnonzero(~same)[0])
                         if not same.all() else None}
         if verbose:
-            print(f"{name:9s} C engine vs TFLM: {int(same.sum()):,}/{len(x):,} inputs identical "
+            print(f"{name:10s} C engine vs TFLM: {int(same.sum()):,}/{len(x):,} inputs identical "
                   f"({len(data.x_test):,} test images + {len(x) - len(data.x_test)} random int8)")
-    result["ok"] = all(result[n]["identical"] == len(x) for n in ("host", "portable", "sanitize"))
+    result["ok"] = all(result[n]["identical"] == len(x) for n in ("host", "portable", "sanitize", "cortex-m4"))
     result["throughput"] = tp = throughput(bundle, x[:1000], build_dir)
     if verbose:
         print(f"per image (median of {tp['rounds']} rounds over {tp['images']} test images): tflite_micro Python "

@@ -66,18 +66,21 @@ def test_engine_export_refuses_other_graphs_and_broken_c3_tables(converted):
 # ------------------------------------------------------------ host engine == TFLM
 @pytest.fixture(scope="module")
 def host_builds():
-    return firmware.build(["host", "portable", "sanitize"], BUNDLE)
+    return firmware.build(["host", "portable", "sanitize", "m4"], BUNDLE)
 
 
-def test_host_engine_is_bit_exact_with_tflm_on_all_test_images_and_saturating_inputs(mnist, host_builds):
-    """SSE2 host build, the portable C the Cortex-M4 runs, and the ASan+UBSan build, byte for byte."""
+def test_engine_builds_are_bit_exact_with_tflm_on_all_test_images_and_saturating_inputs(mnist, host_builds):
+    """SSE2 host build, portable C, ASan+UBSan, and the Cortex-M4 image under QEMU, byte for byte."""
     int8 = (BUNDLE / verify.INT8_MODEL).read_bytes()
     x = np.concatenate([_quantized(int8, mnist.x_test).reshape(-1, 1024), firmware.saturation_inputs()])
     assert len(x) == 10_400
     reference = verify.run_tflm(int8, x.reshape(-1, 32, 32, 1)).reshape(-1, 10)
     assert reference.min() == -128 and reference.max() == 127  # outputs reach both ends of int8
-    for name, sub in (("host", "host"), ("portable", "portable"), ("sanitize", "asan")):
-        out, stderr = firmware.run_host(host_builds / sub / "lenet5_host", x)
+    for name, sub in (("host", "host"), ("portable", "portable"), ("sanitize", "asan"), ("cortex-m4", "m4")):
+        if name == "cortex-m4":
+            out, stderr = firmware.run_m4_images(host_builds / "m4" / "lenet5_m4.elf", x), ""
+        else:
+            out, stderr = firmware.run_host(host_builds / sub / "lenet5_host", x)
         mismatched = np.flatnonzero(np.any(out != reference, axis=1))
         assert mismatched.size == 0, f"{name}: {mismatched.size} inputs differ, first {mismatched[:5]}"
         assert "runtime error" not in stderr and "AddressSanitizer" not in stderr
@@ -146,6 +149,13 @@ def test_cortex_m4_size_targets_and_the_committed_report(m4_report):
     for key in ("engine_flash_bytes", "engine_ram_bytes", "stack_high_water_bytes"):
         assert committed[key] == r[key], f"{key}: report says {committed[key]}, this build measures {r[key]}"
     assert f"| {r['engine_flash_bytes']:,} |" in (BUNDLE / "report.md").read_text()
+
+
+def test_fixed_point_helpers_match_gemmlowps_literal_forms():
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware_stub"), "check-fixedpoint"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 mismatches" in r.stdout and "40000" in r.stdout
 
 
 def test_parse_run_reads_the_firmware_lines():

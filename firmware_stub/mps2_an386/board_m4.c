@@ -1,10 +1,12 @@
-// mps2-an386 board: the embedded sample digits, semihosting printf, and the
+// mps2-an386 board: the embedded sample digits (or a file of images through
+// semihosting), semihosting printf, and the
 // stack high-water mark of the engine (the stack below main's frame is painted
 // before each inference and scanned after it).
 #include <stdint.h>
 #include <stdio.h>
 
 #include "board.h"
+#include "file_io.h"
 #include "image_provider.h"
 #include "sample_provider.h"
 
@@ -33,13 +35,13 @@ static uint32_t calibrate(void) {
   return (t0 - SYST_CVR) & SYSTICK_MAX;
 }
 
-int image_provider_init(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return 0;
-}
+// Arguments come from QEMU's -semihosting-config arg=... (see startup.c); files are
+// the host's, through semihosting.
+int image_provider_init(int argc, char **argv) { return file_io_init(argc, argv); }
 
-int image_provider_next(int8_t *image, struct image_info *info) { return sample_provider_next(image, info); }
+int image_provider_next(int8_t *image, struct image_info *info) {
+  return file_io_active() ? file_io_next(image, info) : sample_provider_next(image, info);
+}
 
 void board_init(void) {
   SYST_RVR = SYSTICK_MAX;
@@ -77,4 +79,4 @@ void board_report(long images) {
   }
 }
 
-int board_finish(int exit_code) { return exit_code; }
+int board_finish(int exit_code) { return file_io_finish(exit_code); }
