@@ -228,6 +228,71 @@ static void conv_row8_sse2(const int8_t *in, int plane, int in_w, const int8_t *
 }
 #endif
 
+#if defined(__ARM_FEATURE_DSP) && !defined(LENET5_ENGINE_PORTABLE)
+#include <arm_acle.h>
+#include <string.h>
+#define LENET5_ENGINE_ARM_DSP 1
+// Cortex-M4 and other Armv7E-M cores: dual 16-bit multiply-accumulates (SMLAD) on
+// int8 values widened in pairs (SXTB16), the same integer sums as the portable loops.
+static inline uint32_t load_word(const int8_t *p) {  // unaligned word loads are allowed on Armv7-M
+  uint32_t v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// SXTB16 with its built-in rotation, and the halfword packs, written out because GCC
+// does not combine them from C: (bytes 1, 3) sign-extended; (lo a, lo b); (lo a, hi b); (hi b, hi a).
+static inline uint32_t sxtb16_ror8(uint32_t x) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
+static inline uint32_t pack_lo_lo(uint32_t a, uint32_t b) {
+  uint32_t r;
+  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+static inline uint32_t pack_lo_hi(uint32_t a, uint32_t b) {
+  uint32_t r;
+  __asm__("pkhbt %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+static inline uint32_t pack_hi_hi(uint32_t a, uint32_t b) {  // (hi a, hi b): low half from a's top
+  uint32_t r;
+  __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(b), "r"(a));
+  return r;
+}
+
+// acc_i += sum_t w[t] * src[i + t] for i < 4, t < 5 (one kernel row, four columns).
+#define CONV_TAPS4_DSP(src, w, a0, a1, a2, a3)                                                 \
+  do {                                                                                         \
+    const uint32_t x_ = load_word(src), y_ = load_word((src) + 4), wv_ = load_word(w);         \
+    const uint32_t e0 = (uint32_t)__sxtb16(x_), e1 = sxtb16_ror8(x_);   /* (s0,s2) (s1,s3) */    \
+    const uint32_t f0 = (uint32_t)__sxtb16(y_), f1 = sxtb16_ror8(y_);   /* (s4,s6) (s5,s7) */    \
+    const uint32_t g0 = (uint32_t)__sxtb16(wv_), g1 = sxtb16_ror8(wv_); /* (w0,w2) (w1,w3) */    \
+    const int16x2_t w01 = (int16x2_t)pack_lo_lo(g0, g1), w23 = (int16x2_t)pack_hi_hi(g0, g1);  \
+    const int16x2_t w4 = (int16x2_t)(w)[4];                                                    \
+    const int16x2_t s23 = (int16x2_t)pack_hi_hi(e0, e1);                                       \
+    const int16x2_t s34 = (int16x2_t)((e1 >> 16) | (f0 << 16));                                \
+    (a0) = __smlabb((int16x2_t)f0, w4, __smlad(s23, w23, __smlad((int16x2_t)pack_lo_lo(e0, e1), w01, (a0)))); \
+    (a1) = __smlabb((int16x2_t)f1, w4, __smlad(s34, w23, __smlad((int16x2_t)pack_lo_hi(e1, e0), w01, (a1)))); \
+    (a2) = __smlatb((int16x2_t)f0, w4, __smlad((int16x2_t)pack_lo_lo(f0, f1), w23, __smlad(s23, w01, (a2)))); \
+    (a3) = __smlatb((int16x2_t)f1, w4, __smlad((int16x2_t)pack_lo_hi(f1, f0), w23, __smlad(s34, w01, (a3)))); \
+  } while (0)
+
+// sum_i a[i] * b[i], four at a time.
+static inline int32_t dot_int8_dsp(const int8_t *a, const int8_t *b, int n, int32_t acc) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const uint32_t x = load_word(a + i), y = load_word(b + i);
+    acc = __smlad(__sxtb16(x), __sxtb16(y), acc);                       // bytes 0 and 2
+    acc = __smlad((int16x2_t)sxtb16_ror8(x), (int16x2_t)sxtb16_ror8(y), acc);  // bytes 1 and 3
+  }
+  for (; i < n; ++i) acc += (int32_t)a[i] * b[i];
+  return acc;
+}
+#endif
+
 // One output row of one map, four columns at a time (accumulators stay in registers).
 // Reads src[x .. x + 7] of each input row: in range, as in_w = out_w + 4.
 #define CONV_K 5
@@ -254,6 +319,10 @@ static void conv_row(const struct conv_layer *l, const int8_t *in, const int8_t 
       const int8_t *src = in + maps[j] * plane + y * l->in_w + x;
       const int8_t *w = w_map + j * CONV_K * CONV_K;
       for (int ky = 0; ky < CONV_K; ++ky, src += l->in_w, w += CONV_K) {
+#ifdef LENET5_ENGINE_ARM_DSP
+        CONV_TAPS4_DSP(src, w, a0, a1, a2, a3);
+        continue;
+#endif
         // Eight inputs feed the four outputs through the five taps of this kernel row.
         const int32_t s0 = src[0], s1 = src[1], s2 = src[2], s3 = src[3];
         const int32_t s4 = src[4], s5 = src[5], s6 = src[6], s7 = src[7];
@@ -326,8 +395,12 @@ static void fully_connected(const int8_t *in, int n_in, int n_out, const int8_t 
                             int32_t output_offset, const int8_t *tanh, int8_t *out) {
   for (int o = 0; o < n_out; ++o) {
     const int8_t *w = weights + (size_t)o * (size_t)n_in;
+#ifdef LENET5_ENGINE_ARM_DSP
+    int32_t acc = dot_int8_dsp(w, in, n_in, bias[o]);
+#else
     int32_t acc = bias[o];
     for (int i = 0; i < n_in; ++i) acc += (int32_t)w[i] * in[i];
+#endif
     if (input_offset != 0) {  // tanh outputs have zero point 0, so this runs only for other graphs
       int32_t wsum = 0;
       for (int i = 0; i < n_in; ++i) wsum += w[i];
