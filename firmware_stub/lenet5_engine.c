@@ -6,6 +6,11 @@
 // double-rounding MultiplyByQuantizedMultiplier (TFLITE_SINGLE_ROUNDING=0).
 // Signed wrap-around that TFLM's C++ relies on is written with unsigned casts,
 // so the sanitizer build reports nothing that is intended.
+//
+// The convolution and fully connected inner loops have three forms with the same
+// integer sums: SSE2 on x86 hosts, Armv7E-M DSP (SMLAD) on the Cortex-M4, and
+// plain C (-DLENET5_ENGINE_PORTABLE forces it). All three are checked against the
+// tflite_micro runtime on 10,400 inputs (python -m lenet_edge.firmware check).
 #include "lenet5_engine.h"
 
 #include <stddef.h>
