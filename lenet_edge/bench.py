@@ -182,10 +182,11 @@ def format_tables(r: dict) -> str:
     lines = [f"Measured by `python -m lenet_edge.bench` on {r['machine']} ({r['date']}); medians of "
              f"{r['rounds']} alternating rounds.", "",
              "| training throughput (model.fit, Adam, batch 32, CPU, TF op determinism on as in `make train`) "
-             "| images/s |", "|---|---:|"]
+             "| images/s, median | min - max over rounds |", "|---|---:|---:|"]
     for name, v in t["images_per_s"].items():
-        lines.append(f"| {name} | {v:,.0f} |")
-    lines += [f"| ratio faithful / plain | {t['ratio_faithful_to_plain']:.2f} |", "",
+        rs = t.get("rounds", {}).get(name, [v])
+        lines.append(f"| {name} | {v:,.0f} | {min(rs):,.0f} - {max(rs):,.0f} |")
+    lines += [f"| ratio faithful / plain (of the medians) | {t['ratio_faithful_to_plain']:.2f} | |", "",
               f"| inference, one image per call ({r['latency_images']} test images) | median | p99 |",
               "|---|---:|---:|"]
     for name, v in r["latency"].items():

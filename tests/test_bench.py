@@ -30,7 +30,8 @@ def _fake_result():
         ("Keras float (tf_keras, eager call)", 5000.0), ("int8 LiteRT (default kernels)", 30.0),
         ("int8 TFLite Micro (tflite_micro Python)", 1200.0), ("int8 host C engine (firmware_stub, -O2)", 100.0))}
     return {"machine": "test", "date": "2026-01-01", "rounds": 1, "latency_images": 10,
-            "training": {"images_per_s": {"a": 10.0, "b": 20.0}, "ratio_faithful_to_plain": 0.5},
+            "training": {"images_per_s": {"a": 10.0, "b": 20.0}, "ratio_faithful_to_plain": 0.5,
+                         "rounds": {"a": [9.0, 10.0, 12.0], "b": [20.0]}},
             "latency": lat, "batch": {"Keras float, predict(batch_size=1000)": 1000.0},
             "sizes": {"int8_tflite_bytes": 1, "float_tflite_bytes": 2, "tflm_arena_bytes": 3, "m4_flash_bytes": 4,
                       "m4_ram_bytes": 5, "m4_instructions_per_inference": 6},
@@ -40,6 +41,7 @@ def _fake_result():
 def test_tables_and_readme_update(tmp_path):
     tables = bench.format_tables(_fake_result())
     assert "| host C engine speed-up over tflite_micro Python | 12.0x | |" in tables
+    assert "| a | 10 | 9 - 12 |" in tables
     assert "instruction count, not a time" in tables
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{bench.README_START}\nold table\n{bench.README_END}\n\nafter\n")
