@@ -8,8 +8,5 @@ void board_inference_begin(void);
 void board_inference_end(void);
 // Prints the board's measurements (time per image, stack high-water mark).
 void board_report(long images);
-// Last step; gets main's exit code and returns the one to use (the host commits
-// or discards its outputs file here).
-int board_finish(int exit_code);
 
 #endif  // LENET_EDGE_FIRMWARE_STUB_BOARD_H_

@@ -129,8 +129,7 @@ static int32_t fixed_tanh_4(int32_t a) {
 }
 
 // reference_integer_ops::Tanh (int8), one element.
-int8_t lenet5_engine_tanh_int8(int8_t q, int32_t zero_point, int32_t radius, int32_t multiplier,
-                               int32_t shift) {
+static int8_t tanh_int8(int8_t q, int32_t zero_point, int32_t radius, int32_t multiplier, int32_t shift) {
   const int32_t input = (int32_t)q - zero_point;
   if (input <= -radius) return INT8_MIN;
   if (input >= radius) return INT8_MAX;
@@ -148,7 +147,7 @@ static int8_t s_tanh[LENET5_ENGINE_TANH_TABLES][256];  // indexed by (uint8_t)(q
 static void build_tanh_table(int8_t table[256], int32_t zero_point, int32_t radius, int32_t multiplier,
                              int32_t shift) {
   for (int q = -128; q <= 127; ++q) {
-    table[q + 128] = lenet5_engine_tanh_int8((int8_t)q, zero_point, radius, multiplier, shift);
+    table[q + 128] = tanh_int8((int8_t)q, zero_point, radius, multiplier, shift);
   }
 }
 

@@ -37,10 +37,6 @@ void lenet5_engine_invoke(int8_t output[LENET5_ENGINE_CLASSES]);
 // The predicted class: the index of the SMALLEST distance (first one on ties).
 int lenet5_engine_argmin(const int8_t output[LENET5_ENGINE_CLASSES]);
 
-// TFLM's int8 tanh for one value (exposed for tests).
-int8_t lenet5_engine_tanh_int8(int8_t q, int32_t zero_point, int32_t radius,
-                               int32_t multiplier, int32_t shift);
-
 #ifdef __cplusplus
 }
 #endif

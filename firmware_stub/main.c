@@ -2,6 +2,7 @@
 #include <stdint.h>
 
 #include "board.h"
+#include "file_io.h"
 #include "image_provider.h"
 #include "lenet5_engine.h"
 #include "output_handler.h"
@@ -21,5 +22,5 @@ int main(int argc, char **argv) {
     output_handler_handle(n++, &info, output, lenet5_engine_argmin(output));
   }
   board_report(n);
-  return board_finish(output_handler_finish(n));
+  return file_io_finish(output_handler_finish(n));  // commits or discards an --outputs file
 }

@@ -232,13 +232,12 @@ def run(bundle: Path, rounds: int = 3, latency_images: int = 500, train_images: 
     import tf_keras as keras
 
     import lenet_edge.model  # noqa: F401
-    from lenet_edge import export, firmware, verify
+    from lenet_edge import firmware, verify
     from lenet_edge.data import load_mnist
     data = load_mnist(data_dir, verbose=False)
     int8 = (bundle / verify.INT8_MODEL).read_bytes()
-    io = export.io_quantization(int8)
     x = data.x_test[:latency_images]
-    x_q = verify.quantize_input(x, io["input"]["scale"], io["input"]["zero_point"])
+    x_q = verify.quantize_for(int8, x)
     build_dir = firmware.build(["host"], bundle)
     keras_model = keras.models.load_model(bundle / verify.KERAS_FLOAT, compile=False)
     result = {"machine": f"{platform.machine()}, {_cpu_name()}, {_cpus()} CPUs", "date": time.strftime("%Y-%m-%d"),

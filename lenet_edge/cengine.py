@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from lenet_edge import export
-from lenet_edge.fileio import atomic_write
 from lenet_edge.layers import C3_TABLE
 
 PARAMS_H = "lenet5_engine_params.h"
@@ -374,21 +372,11 @@ def bundle_engine_files(model_bytes: bytes, x_test: np.ndarray, y_test: np.ndarr
     from lenet_edge import verify
     idx = sample_digits(x_test, y_test)
     io = export.io_quantization(model_bytes)
-    x_q = verify.quantize_input(x_test[idx], io["input"]["scale"], io["input"]["zero_point"])
+    x_q = verify.quantize_for(model_bytes, x_test[idx])
     outputs = verify.run_tflm(model_bytes, x_q)
     files = engine_files(model_bytes)
     files[SAMPLES_H] = samples_file(x_q, y_test[idx], idx, outputs, io["input"])
     return files
-
-
-def add_to_bundle(bundle: Path, files: dict[str, bytes]) -> None:
-    """Writes `files` into an existing bundle and lists them in its manifest (each file atomically)."""
-    from lenet_edge import verify
-    manifest = verify.check_bundle(bundle)
-    for name, data in files.items():
-        atomic_write(bundle / name, data)
-        manifest["files"][name] = {"sha256": export.sha256_hex(data), "bytes": len(data)}
-    atomic_write(bundle / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def main(argv=None) -> int:
@@ -418,7 +406,7 @@ def main(argv=None) -> int:
             return 1
         print(f"{bundle}: engine files match {verify.INT8_MODEL}")
         return 0
-    add_to_bundle(bundle, files)
+    export.update_bundle(bundle, files)
     for n, d in files.items():
         print(f"wrote {bundle / n} ({len(d)} bytes)")
     return 0

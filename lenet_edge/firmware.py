@@ -10,7 +10,6 @@ sample_digits.h, written by `python -m lenet_edge.train` or
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -151,16 +150,6 @@ def arm_size(paths: list[Path]) -> dict[str, dict]:
     return out
 
 
-def stack_usage(build_dir: Path) -> dict[str, int]:
-    """-fstack-usage of the engine's functions (static, per frame)."""
-    frames = {}
-    for su in sorted((build_dir / "m4" / "engine").glob("*.su")):
-        for line in su.read_text().splitlines():
-            loc, size, _kind = line.rsplit("\t", 2)
-            frames[loc.rsplit(":", 1)[-1]] = int(size)
-    return frames
-
-
 def size_report(bundle: Path, build_dir: Path | None = None) -> dict:
     """Builds the Cortex-M4 image, runs it, and measures flash and RAM."""
     build_dir = build(["m4"], bundle, build_dir)
@@ -176,7 +165,7 @@ def size_report(bundle: Path, build_dir: Path | None = None) -> dict:
         "engine_objects": {p.name: sizes[p.name] for p in engine_objs},
         "engine_flash_bytes": flash, "engine_ram_bytes": ram,
         "engine_static_ram_bytes": engine["data"] + engine["bss"], "stack_high_water_bytes": run["stack_bytes"],
-        "image": sizes[elf.name], "stack_frames": stack_usage(build_dir),
+        "image": sizes[elf.name],
         "instructions_per_inference": run.get("instructions_per_inference"),
         "instructions_per_tick": run.get("instructions_per_tick"),
         "m4_images": len(run["images"]), "m4_match_embedded_tflm": int(sum(matches)),
@@ -191,7 +180,7 @@ def format_size_report(r: dict) -> str:
                      for n, v in r["engine_objects"].items())
     ok = lambda b: "yes" if b else "**NO**"  # noqa: E731
     return "\n".join([
-        "## Cortex-M4 firmware (firmware_stub, mps2-an386 under QEMU)", "",
+        f"{FIRMWARE_HEADING} (firmware_stub, mps2-an386 under QEMU)", "",
         "Measured by `python -m lenet_edge.firmware report` (arm-none-eabi-gcc -O2, Cortex-M4F hard float; "
         "`arm-none-eabi-size`, stack painted before each inference and scanned after).", "",
         "| | bytes | target | met |", "|---|---:|---:|---|",
@@ -211,20 +200,13 @@ def format_size_report(r: dict) -> str:
         f"{r['m4_match_embedded_tflm']}/{r['m4_images']}.", ""])
 
 
+FIRMWARE_HEADING = "## Cortex-M4 firmware"
+
+
 def record_size_report(bundle: Path, report: dict) -> None:
     """Replaces the firmware section of report.md and the manifest's "firmware" entry (atomically)."""
-    from lenet_edge import export, verify
-    from lenet_edge.fileio import atomic_write
-    manifest = verify.check_bundle(bundle)
-    text = (bundle / "report.md").read_text() if (bundle / "report.md").exists() else ""
-    marker = "## Cortex-M4 firmware"
-    if marker in text:
-        text = text[:text.index(marker)].rstrip() + "\n"
-    text = text.rstrip() + "\n\n" + format_size_report(report)
-    atomic_write(bundle / "report.md", text)
-    manifest["files"]["report.md"] = {"sha256": export.sha256_hex(text.encode()), "bytes": len(text.encode())}
-    manifest["firmware"] = {k: v for k, v in report.items() if k != "stack_frames"}
-    atomic_write(bundle / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    from lenet_edge import export
+    export.update_bundle(bundle, report_sections={FIRMWARE_HEADING: format_size_report(report)}, firmware=report)
 
 
 def saturation_inputs(count: int = 400, seed: int = 0) -> np.ndarray:
@@ -267,9 +249,8 @@ def host_latency_us(executable: Path, x_int8: np.ndarray, repeat: int = 1) -> di
     return {"inferences": int(m[1]), "median_us": float(m[2]), "p99_us": float(m[3]), "mean_us": float(m[4])}
 
 
-def throughput(bundle: Path, x_int8: np.ndarray, build_dir: Path, rounds: int = 3) -> dict:
+def throughput(model_bytes: bytes, x_int8: np.ndarray, build_dir: Path, rounds: int = 3) -> dict:
     """Host C engine vs tflite_micro Python, per image, medians of alternating rounds in one run."""
-    model_bytes = (Path(bundle) / "lenet5_int8.tflite").read_bytes()
     tflm, host = [], []
     for _ in range(rounds):
         tflm.append(float(np.median(tflm_latency_us(model_bytes, x_int8))))
@@ -281,15 +262,14 @@ def throughput(bundle: Path, x_int8: np.ndarray, build_dir: Path, rounds: int = 
 def check_host(bundle: Path, data_dir=None, verbose: bool = True) -> dict:
     """Host, portable-C, sanitizer and Cortex-M4 (QEMU) builds vs the tflite_micro runtime on the
     test set + random inputs."""
-    from lenet_edge import export, verify
+    from lenet_edge import verify
     from lenet_edge.data import load_mnist
     bundle = Path(bundle)
     model_bytes = (bundle / verify.INT8_MODEL).read_bytes()
     build_dir = build(["host", "portable", "sanitize", "m4"], bundle)
     data = load_mnist(data_dir, verbose=False)
-    io = export.io_quantization(model_bytes)
-    x = np.concatenate([verify.quantize_input(data.x_test, io["input"]["scale"], io["input"]["zero_point"])
-                        .reshape(-1, INPUT_SIZE), saturation_inputs()])
+    x = np.concatenate([verify.quantize_for(model_bytes, data.x_test).reshape(-1, INPUT_SIZE),
+                        saturation_inputs()])
     reference = verify.run_tflm(model_bytes, x.reshape(-1, 32, 32, 1)).reshape(-1, CLASSES)
     result = {"images": len(x), "test_images": len(data.x_test)}
     for name, exe in (("host", build_dir / "host" / "lenet5_host"),
@@ -304,7 +284,7 @@ def check_host(bundle: Path, data_dir=None, verbose: bool = True) -> dict:
             print(f"{name:10s} C engine vs TFLM: {int(same.sum()):,}/{len(x):,} inputs identical "
                   f"({len(data.x_test):,} test images + {len(x) - len(data.x_test)} random int8)")
     result["ok"] = all(result[n]["identical"] == len(x) for n in ("host", "portable", "sanitize", "cortex-m4"))
-    result["throughput"] = tp = throughput(bundle, x[:1000], build_dir)
+    result["throughput"] = tp = throughput(model_bytes, x[:1000], build_dir)
     if verbose:
         print(f"per image (median of {tp['rounds']} rounds over {tp['images']} test images): tflite_micro Python "
               f"{tp['tflm_python_us']:.0f} us, host C engine {tp['host_c_us']:.1f} us -> {tp['ratio']:.1f}x "

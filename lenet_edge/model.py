@@ -91,6 +91,13 @@ def predict_classes(distances: np.ndarray) -> np.ndarray:
     return np.argmin(np.asarray(distances), axis=1)
 
 
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int = 10) -> np.ndarray:
+    """Counts per (true label, predicted class): rows true, columns predicted."""
+    m = np.zeros((classes, classes), np.int64)
+    np.add.at(m, (np.asarray(labels), np.asarray(predicted)), 1)
+    return m
+
+
 def parameter_counts(model: keras.Model) -> dict[str, tuple[int, int]]:
     """{layer name: (trainable, non-trainable)} for the model's layers with parameters."""
     out = {}

@@ -71,12 +71,6 @@ def training_curves(history: list[dict], qat_history: list[dict], path: Path) ->
     _save(fig, path)
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    m = np.zeros((10, 10), np.int64)
-    np.add.at(m, (labels, predicted), 1)
-    return m
-
-
 def confusion_plot(m: np.ndarray, title: str, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 6))
@@ -151,12 +145,17 @@ def c1_maps_plot(model, x: np.ndarray, label: int, path: Path) -> None:
     _save(fig, path)
 
 
-def write_all(run_dir: Path, bundle: Path, model=None, data=None, verbose: bool = True) -> list[Path]:
-    """All five pictures into run_dir; returns their paths."""
+def write_all(run_dir: Path, bundle: Path, model=None, data=None, predicted: np.ndarray | None = None,
+              verbose: bool = True) -> list[Path]:
+    """All five pictures into run_dir; returns their paths.
+
+    predicted: the int8 model's TFLM predictions on data's test set, if already computed.
+    """
     import tf_keras as keras
 
-    from lenet_edge import export, verify
+    from lenet_edge import verify
     from lenet_edge.data import load_mnist
+    from lenet_edge.model import confusion_matrix
     run_dir, bundle = Path(run_dir), Path(bundle)
     data = data or load_mnist(verbose=False)
     if model is None:
@@ -165,10 +164,9 @@ def write_all(run_dir: Path, bundle: Path, model=None, data=None, verbose: bool 
     history = json.loads((run_dir / "history.json").read_text())
     qat_path = run_dir / "qat_history.json"
     qat_history = json.loads(qat_path.read_text()) if qat_path.exists() else []
-    int8 = (bundle / verify.INT8_MODEL).read_bytes()
-    io = export.io_quantization(int8)
-    x_q = verify.quantize_input(data.x_test, io["input"]["scale"], io["input"]["zero_point"])
-    predicted = np.argmin(verify.run_tflm(int8, x_q), axis=1)
+    if predicted is None:
+        int8 = (bundle / verify.INT8_MODEL).read_bytes()
+        predicted = np.argmin(verify.run_tflm(int8, verify.quantize_for(int8, data.x_test)), axis=1)
     written = []
     training_curves(history, qat_history, run_dir / "training_curves.png")
     confusion_plot(confusion_matrix(data.y_test, predicted), "int8 LeNet-5 on TFLite Micro",

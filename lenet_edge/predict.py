@@ -150,7 +150,7 @@ class Classifier:
         from lenet_edge import verify
         if self.backend == "keras":
             return np.asarray(self.model.predict(x, verbose=0), dtype=np.float64)
-        xq = verify.quantize_input(x, self.io["input"]["scale"], self.io["input"]["zero_point"])
+        xq = verify.quantize_for(self.int8, x)
         out = verify.run_litert(self.int8, xq) if self.backend == "tflite" else verify.run_tflm(self.int8, xq)
         q = self.io["output"]
         return (out.astype(np.float64) - q["zero_point"]) * q["scale"]

@@ -21,6 +21,7 @@ import numpy as np
 
 import lenet_edge
 from lenet_edge.config import Config, load_config
+from lenet_edge.fileio import atomic_write
 
 
 # Fields that do not change float training: they may differ on --resume (re-quantize a finished
@@ -30,8 +31,8 @@ POST_TRAINING_FIELDS = ("qat_epochs", "qat_learning_rate", "calibration_size", "
 
 def evaluate_classes(predictions: np.ndarray, labels: np.ndarray) -> dict:
     """Test error, per-class error and the confusion matrix (rows: true, columns: predicted)."""
-    confusion = np.zeros((10, 10), np.int64)
-    np.add.at(confusion, (labels, predictions), 1)
+    from lenet_edge.model import confusion_matrix
+    confusion = confusion_matrix(labels, predictions)
     per_class = 100.0 * (1.0 - np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1))
     return {
         "error": float(100.0 * np.mean(predictions != labels)),
@@ -68,7 +69,7 @@ def train_and_evaluate(config: Config, resume: bool = False, verbose: int = 1) -
         if changed:
             raise ValueError(f"--resume with a different float-training config than the run in {run_dir} "
                              f"(fields {changed}); use the same flags, or a new --run-dir")
-    training.atomic_write_text(saved, config.to_json() + "\n")
+    atomic_write(saved, config.to_json() + "\n")
 
     t0 = time.perf_counter()
     data = load_mnist(config.data_dir, validation_size=config.validation_size, verbose=bool(verbose))
@@ -88,7 +89,7 @@ def train_and_evaluate(config: Config, resume: bool = False, verbose: int = 1) -
                                resume=resume, verbose=verbose)
     train_seconds = sum(r["seconds"] for r in state["history"])
     training.atomic_save_model(model, run_dir / "model_float.keras")
-    training.atomic_write_text(run_dir / "history.json", json.dumps(state["history"], indent=1) + "\n")
+    atomic_write(run_dir / "history.json", json.dumps(state["history"], indent=1) + "\n")
 
     test_pred = predict_classes(model.predict(data.x_test, batch_size=1000, verbose=0))
     metrics = {
@@ -109,14 +110,7 @@ def train_and_evaluate(config: Config, resume: bool = False, verbose: int = 1) -
         print(f"Per-class test error (%): {' '.join(f'{e:.2f}' for e in f['test']['per_class_error'])}")
     if config.qat_epochs or config.export_dir:
         metrics.update(quantize_export_verify(model, data, x_train, y_train, config, run_dir, verbose))
-    training.atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
-    if config.export_dir:  # the int8 pictures need the bundle's model
-        try:
-            from lenet_edge import pictures
-            pictures.write_all(run_dir, Path(config.export_dir), model, data, verbose=bool(verbose))
-        except ImportError as e:
-            print(f"Pictures not drawn ({e}); `pip install -e '.[plots]'`, then "
-                  f"`python -m lenet_edge.pictures --run-dir {run_dir}`", file=sys.stderr)
+    atomic_write(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     if verbose:
         print(f"Run directory: {run_dir} (total {time.perf_counter() - t0:.0f} s)")
     return metrics
@@ -148,7 +142,7 @@ def quantize_export_verify(model, data, x_train, y_train, config: Config, run_di
         if not np.isfinite(logs["loss"][-1]):
             raise training.TrainingDiverged("QAT loss became NaN/inf; lower --qat-learning-rate")
     training.atomic_save_model(qat, run_dir / "model_qat.h5")
-    training.atomic_write_text(run_dir / "qat_history.json", json.dumps(qat_history, indent=1) + "\n")
+    atomic_write(run_dir / "qat_history.json", json.dumps(qat_history, indent=1) + "\n")
     qat_test = evaluate_classes(predict_classes(qat.predict(data.x_test, batch_size=1000, verbose=0)), data.y_test)
     qat_seconds = time.perf_counter() - t0
     out = {"qat": {"test": qat_test, "history": qat_history, "seconds": round(qat_seconds, 1)}}
@@ -180,17 +174,25 @@ def quantize_export_verify(model, data, x_train, y_train, config: Config, run_di
               f"QAT {config.qat_epochs} epochs at {config.qat_learning_rate:g} took {qat_seconds:.0f} s, "
               f"conversion + export + verification {export_seconds:.0f} s.\n\n")
     files["report.md"] = (prefix + verify.format_report(result)).encode()
-    manifest["parity"] = {k: result[k] for k in ("rows", "checks", "arena", "int8_bytes", "ok", "images")}
+    manifest["parity"] = verify.parity_summary(result)
     bundle = Path(config.export_dir)
     export.write_bundle(bundle, files, manifest)
     if verbose:
         print("\n" + verify.format_report(result))
         print(f"Bundle written to {bundle}/ (export + verify {export_seconds:.0f} s)")
     out["export"] = {"bundle": str(bundle), "seconds": round(export_seconds, 1),
-                     "parity": {k: result[k] for k in ("rows", "checks", "arena", "int8_bytes", "ok")}}
+                     "parity": verify.parity_summary(result)}
     if not result["ok"]:
         missed = "; ".join(c["check"] for c in result["checks"] if not c["ok"])
         print(f"WARNING: parity/size targets missed: {missed} (see {bundle}/report.md)", file=sys.stderr)
+    # Pictures of the run (the int8 ones from the TFLM outputs the parity check just computed).
+    try:
+        from lenet_edge import pictures
+        pictures.write_all(run_dir, bundle, model, data, np.argmin(result["tflm_outputs"], axis=1),
+                           verbose=bool(verbose))
+    except ImportError as e:
+        print(f"Pictures not drawn ({e}); `pip install -e '.[plots]'`, then "
+              f"`python -m lenet_edge.pictures --run-dir {run_dir}`", file=sys.stderr)
     # The C firmware on the emulated Cortex-M4: sizes, stack, outputs vs TFLM (into report.md).
     missing = firmware.missing_tools()
     if missing:
@@ -203,7 +205,7 @@ def quantize_export_verify(model, data, x_train, y_train, config: Config, run_di
         print(f"WARNING: firmware build/run failed: {e}", file=sys.stderr)
         return out
     firmware.record_size_report(bundle, fw)
-    out["firmware"] = {k: v for k, v in fw.items() if k != "stack_frames"}
+    out["firmware"] = fw
     if verbose:
         print("\n" + firmware.format_size_report(fw))
     return out

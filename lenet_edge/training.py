@@ -92,11 +92,6 @@ def epoch_dataset(x: np.ndarray, y: np.ndarray, config: Config, epoch: int) -> t
 
 
 # ---------------------------------------------------------------- checkpoints
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes a text file atomically (see fileio.atomic_write)."""
-    atomic_write(path, text)
-
-
 def atomic_save_model(model: keras.Model, path: Path) -> None:
     """model.save() to a temporary file next to `path`, then rename."""
     path = Path(path)
@@ -144,7 +139,7 @@ class Checkpointer:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        atomic_write_text(self.root / "latest", name + "\n")
+        atomic_write(self.root / "latest", name + "\n")
         for old in sorted(self.root.glob("epoch-*"))[:-self.KEEP]:
             shutil.rmtree(old, ignore_errors=True)
 

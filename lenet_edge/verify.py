@@ -19,7 +19,6 @@ import numpy as np
 
 import lenet_edge  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from lenet_edge import export
-from lenet_edge.fileio import atomic_write
 
 # Thresholds (issue #4). Accuracy parity gates; size and arena are reported against targets.
 MAX_ERROR_INCREASE_PP = 0.05      # TFLM int8 test error <= float test error + 0.05 pp
@@ -38,8 +37,14 @@ class BundleError(RuntimeError):
 
 
 def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """float images -> int8 with the model's own input scale and zero point."""
+    """float images -> int8 with the given input scale and zero point."""
     return np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
+
+
+def quantize_for(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    """float images -> the int8 input of this int8 model (its own input scale and zero point)."""
+    q = export.io_quantization(model_bytes)["input"]
+    return quantize_input(x, q["scale"], q["zero_point"])
 
 
 def run_tflm(model_bytes: bytes, x_int8: np.ndarray) -> np.ndarray:
@@ -127,7 +132,7 @@ def evaluate(int8_bytes: bytes, float_tflite: bytes, x_test: np.ndarray, y_test:
     """Runs every runtime on the test set; returns rows, thresholds and pass/fail."""
     export.check_int8_model(int8_bytes)
     io = export.io_quantization(int8_bytes)
-    x_q = quantize_input(x_test, io["input"]["scale"], io["input"]["zero_point"])
+    x_q = quantize_for(int8_bytes, x_test)
     outputs = {}
     if keras_float is not None:
         outputs["Keras float"] = keras_float.predict(x_test, batch_size=1000, verbose=0)
@@ -157,12 +162,14 @@ def evaluate(int8_bytes: bytes, float_tflite: bytes, x_test: np.ndarray, y_test:
     return {"rows": rows, "checks": checks, "arena": {k: v for k, v in arena.items() if k != "report"},
             "int8_bytes": len(int8_bytes), "float_tflite_bytes": len(float_tflite),
             "io": io, "ops": export.op_names(export.read_model(int8_bytes)),
-            "ok": all(c["ok"] for c in checks), "images": int(len(y_test))}
+            "ok": all(c["ok"] for c in checks), "images": int(len(y_test)),
+            "tflm_outputs": outputs["int8 TFLite Micro"]}
 
 
 def format_report(result: dict) -> str:
     """The parity table and checks as Markdown (also printed)."""
-    lines = [f"Parity on the {result['images']:,} MNIST test images (prediction = argmin of the RBF distances)", "",
+    lines = [f"{PARITY_HEADING} on the {result['images']:,} MNIST test images", "",
+             "Prediction = argmin of the RBF distances.", "",
              "| runtime | test error | errors | argmin agreement with Keras float | max diff vs TFLM (int8 LSB) |",
              "|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -181,22 +188,20 @@ def format_report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def record_in_bundle(bundle: Path, manifest: dict, result: dict, report_prefix: str = "",
-                     report_suffix: str = "") -> None:
-    """Writes report.md and the parity figures into manifest.json (each atomically)."""
-    report = report_prefix + format_report(result) + (("\n\n" + report_suffix) if report_suffix else "")
-    atomic_write(bundle / "report.md", report)
-    manifest = dict(manifest)
-    manifest["parity"] = {k: result[k] for k in ("rows", "checks", "arena", "int8_bytes", "ok", "images")}
-    manifest["files"]["report.md"] = {"sha256": export.sha256_hex(report.encode()), "bytes": len(report.encode())}
-    atomic_write(bundle / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+PARITY_HEADING = "## Parity"
+PARITY_KEYS = ("rows", "checks", "arena", "int8_bytes", "ok", "images")
+
+
+def parity_summary(result: dict) -> dict:
+    """The part of an evaluate() result that the manifest keeps."""
+    return {k: result[k] for k in PARITY_KEYS}
 
 
 def verify_bundle(bundle: Path, data_dir=None, verbose: bool = True, write: bool = True) -> dict:
     """Checks the manifest, runs every runtime on the test set and records the result."""
     from lenet_edge.data import load_mnist
     bundle = Path(bundle)
-    manifest = check_bundle(bundle)
+    check_bundle(bundle)
     int8_bytes = (bundle / INT8_MODEL).read_bytes()
     float_bytes = (bundle / FLOAT_MODEL).read_bytes()
     export.read_model(int8_bytes)
@@ -215,15 +220,8 @@ def verify_bundle(bundle: Path, data_dir=None, verbose: bool = True, write: bool
     if verbose:
         print(format_report(result))
     if write:
-        prefix = suffix = ""
-        report_path = bundle / "report.md"
-        if report_path.exists():
-            text = report_path.read_text()
-            marker = "Parity on the "
-            prefix = text[:text.index(marker)] if marker in text else ""
-            firmware_marker = "## Cortex-M4 firmware"  # kept: written by `python -m lenet_edge.firmware report`
-            suffix = text[text.index(firmware_marker):] if firmware_marker in text else ""
-        record_in_bundle(bundle, manifest, result, prefix, suffix)
+        export.update_bundle(bundle, report_sections={PARITY_HEADING: format_report(result)},
+                             parity=parity_summary(result))
     return result
 
 

@@ -61,8 +61,7 @@ def test_qat_keeps_c3_zeros_and_fixed_prototypes(converted, mnist):
 
 
 def test_tflm_and_litert_agree(converted, mnist):
-    io = export.io_quantization(converted["int8"])
-    x = verify.quantize_input(mnist.x_test[:300], io["input"]["scale"], io["input"]["zero_point"])
+    x = verify.quantize_for(converted["int8"], mnist.x_test[:300])
     tflm = verify.run_tflm(converted["int8"], x)
     ref = verify.run_litert(converted["int8"], x, delegates=False)
     assert np.abs(tflm.astype(int) - ref.astype(int)).max() <= 1
@@ -172,8 +171,7 @@ def test_committed_bundle_matches_manifest_and_its_report(mnist):
     manifest = verify.check_bundle(bundle)
     int8 = (bundle / verify.INT8_MODEL).read_bytes()
     export.check_int8_model(int8)
-    io = export.io_quantization(int8)
-    x = verify.quantize_input(mnist.x_test, io["input"]["scale"], io["input"]["zero_point"])
+    x = verify.quantize_for(int8, mnist.x_test)
     errors = int(np.sum(np.argmin(verify.run_tflm(int8, x), 1) != mnist.y_test))
     claimed = {r["runtime"]: r for r in manifest["parity"]["rows"]}["int8 TFLite Micro"]
     assert errors == claimed["errors"]
@@ -191,3 +189,24 @@ def test_verify_cli_on_the_committed_bundle_in_a_fresh_process():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "All parity checks passed." in proc.stdout
     assert "| int8 TFLite Micro |" in proc.stdout
+
+
+def test_report_sections_are_replaced_in_place_or_appended():
+    text = "# t\n\nintro\n\n## Parity on x\n\nold table\n\n## Cortex-M4 firmware\n\nsizes\n"
+    once = export.replace_section(text, "## Parity", "## Parity on y\n\nnew table\n")
+    assert once == "# t\n\nintro\n\n## Parity on y\n\nnew table\n\n## Cortex-M4 firmware\n\nsizes\n"
+    assert export.replace_section(once, "## Parity", "## Parity on y\n\nnew table\n") == once
+    last = export.replace_section(once, "## Cortex-M4 firmware", "## Cortex-M4 firmware\n\nsmaller\n")
+    assert last.endswith("## Cortex-M4 firmware\n\nsmaller\n") and "new table" in last
+    assert export.replace_section("# t\n", "## New", "## New\n\nx\n") == "# t\n\n## New\n\nx\n"
+
+
+def test_update_bundle_writes_files_sections_and_manifest(converted, tmp_path):
+    bundle = tmp_path / "bundle"
+    export.write_bundle(bundle, {verify.INT8_MODEL: converted["int8"], verify.FLOAT_MODEL: converted["float"],
+                                 "report.md": b"# r\n\n## Parity\n\nold\n"}, {"x": 1})
+    export.update_bundle(bundle, {"extra.h": b"// x\n"}, {"## Parity": "## Parity\n\nnew\n"}, firmware={"a": 2})
+    manifest = verify.check_bundle(bundle)  # every hash still matches
+    assert manifest["firmware"] == {"a": 2} and manifest["x"] == 1 and "extra.h" in manifest["files"]
+    assert (bundle / "report.md").read_text() == "# r\n\n## Parity\n\nnew\n"
+    assert not list(bundle.glob(".*tmp"))

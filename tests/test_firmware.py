@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 
 import lenet_edge  # noqa: F401
-from lenet_edge import cengine, export, firmware, verify
+from lenet_edge import cengine, firmware, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "export"
 
 
 def _quantized(int8_bytes, x):
-    io = export.io_quantization(int8_bytes)
-    return verify.quantize_input(x, io["input"]["scale"], io["input"]["zero_point"])
+    return verify.quantize_for(int8_bytes, x)
 
 
 # ------------------------------------------------------------ generator arithmetic

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_confusion_matrix_counts():
-    m = pictures.confusion_matrix(np.array([0, 1, 1, 2, 9]), np.array([0, 1, 7, 2, 4]))
+    from lenet_edge.model import confusion_matrix
+    m = confusion_matrix(np.array([0, 1, 1, 2, 9]), np.array([0, 1, 7, 2, 4]))
     assert m.sum() == 5 and np.trace(m) == 3 and m[1, 7] == 1 and m[9, 4] == 1
 
 

@@ -1,5 +1,5 @@
-// Host board: images from the embedded samples or a raw int8 file, outputs
-// printed or written to a file (atomically), wall-clock time per inference.
+// Host board: wall-clock time per inference (images and outputs: image_provider.c,
+// file_io.c, output_handler.c).
 //
 //   lenet5_host                                  classify the embedded samples
 //   lenet5_host --images X.bin [--outputs Y.bin] [--repeat R]
@@ -10,23 +10,14 @@
 #include <time.h>
 
 #include "board.h"
-#include "file_io.h"
-#include "image_provider.h"
 #include "lenet5_engine.h"
 #include "output_handler.h"
-#include "sample_provider.h"
 
 #define MAX_TIMED_INFERENCES 200000
 
 static struct timespec s_t0;
 static double s_us[MAX_TIMED_INFERENCES];
 static long s_timed;
-
-int image_provider_init(int argc, char **argv) { return file_io_init(argc, argv); }
-
-int image_provider_next(int8_t *image, struct image_info *info) {
-  return file_io_active() ? file_io_next(image, info) : sample_provider_next(image, info);
-}
 
 void board_init(void) {}
 
@@ -54,4 +45,3 @@ void board_report(long images) {
           images, s_us[s_timed / 2], s_us[(long)(0.99 * (double)(s_timed - 1))], total / (double)s_timed);
 }
 
-int board_finish(int exit_code) { return file_io_finish(exit_code); }

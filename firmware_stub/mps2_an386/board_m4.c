@@ -1,14 +1,10 @@
-// mps2-an386 board: the embedded sample digits (or a file of images through
-// semihosting), semihosting printf, and the
-// stack high-water mark of the engine (the stack below main's frame is painted
-// before each inference and scanned after it).
+// mps2-an386 board: instruction counts from SysTick, and the stack high-water mark
+// of the engine (the stack below main's frame is painted before each inference and
+// scanned after it). Printing and files go through semihosting (startup.c).
 #include <stdint.h>
 #include <stdio.h>
 
 #include "board.h"
-#include "file_io.h"
-#include "image_provider.h"
-#include "sample_provider.h"
 
 #define PAINT 0xC5C5C5C5u
 
@@ -33,14 +29,6 @@ static uint32_t calibrate(void) {
   const uint32_t t0 = SYST_CVR;
   __asm volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc");
   return (t0 - SYST_CVR) & SYSTICK_MAX;
-}
-
-// Arguments come from QEMU's -semihosting-config arg=... (see startup.c); files are
-// the host's, through semihosting.
-int image_provider_init(int argc, char **argv) { return file_io_init(argc, argv); }
-
-int image_provider_next(int8_t *image, struct image_info *info) {
-  return file_io_active() ? file_io_next(image, info) : sample_provider_next(image, info);
 }
 
 void board_init(void) {
@@ -79,4 +67,3 @@ void board_report(long images) {
   }
 }
 
-int board_finish(int exit_code) { return file_io_finish(exit_code); }
